@@ -1,0 +1,54 @@
+"""What every policy step shares: its input batch, the surrogate objective and its stats."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from trpo_exp.nets import Policy
+
+
+@dataclass(frozen=True)
+class PolicyBatch:
+    """The samples a policy step learns from; all tensors share the leading batch dimension."""
+
+    obs: torch.Tensor
+    actions: torch.Tensor
+    advantages: torch.Tensor
+    old_log_prob: torch.Tensor
+
+
+@dataclass(frozen=True)
+class PolicyStepStats:
+    """What one policy update did; the engine logs it, the step itself never logs."""
+
+    kl: float
+    """Measured mean KL(old || new) over the batch after the step."""
+    surrogate_improvement: float
+    """Surrogate objective after minus before the step."""
+    expected_improvement: float
+    """Linear model of the improvement, g . step (NaN for pg)."""
+    backtracks: int
+    """Line-search halvings before acceptance (0 for pg and npg)."""
+    step_accepted: bool
+    """False when the line search rejected every step and the policy was left unchanged."""
+    entropy: float
+    """Mean policy entropy over the batch before the step."""
+
+
+def surrogate(policy: Policy, batch: PolicyBatch) -> torch.Tensor:
+    """L(theta) = mean[pi_theta(a|s) / pi_old(a|s) * A(s, a)] (paper, eq. 14). Its gradient at
+    theta_old is the policy gradient, so pg, npg and trpo all differentiate this one function."""
+    log_prob = policy.distribution(batch.obs).log_prob(batch.actions)
+    return (torch.exp(log_prob - batch.old_log_prob) * batch.advantages).mean()
+
+
+def mean_kl(policy: Policy, obs: torch.Tensor, old) -> torch.Tensor:
+    """Mean KL(old || current policy) over ``obs``; ``old`` is a detached distribution."""
+    return policy.kl(old, policy.distribution(obs)).mean()
+
+
+def mean_entropy(policy: Policy, obs: torch.Tensor) -> float:
+    with torch.no_grad():
+        return float(policy.distribution(obs).entropy().mean())

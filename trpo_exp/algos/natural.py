@@ -1,0 +1,104 @@
+"""Natural policy gradient and TRPO: one natural-direction computation, two step rules.
+
+direction x = F^-1 g by conjugate gradient on Fisher-vector products; the full step
+sqrt(2 delta / x^T F x) * x makes the quadratic KL model equal delta (paper, appendix C).
+- npg (Kakade 2001) takes that step as it is;
+- trpo backtracks along it until the measured mean KL <= delta and the surrogate improves
+  (paper, section 6 and appendix C).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl, surrogate
+from trpo_exp.nets import Policy
+from trpo_exp.optim.cg import conjugate_gradient
+from trpo_exp.optim.fisher import fisher_vector_product
+from trpo_exp.optim.flat import flat_grad, flat_params, set_flat_params
+
+
+@dataclass(frozen=True)
+class NaturalStep:
+    """The largest step the quadratic KL model allows, and its linearly expected gain."""
+
+    full_step: torch.Tensor
+    expected_improvement: float
+
+
+def natural_step(policy: Policy, batch: PolicyBatch, max_kl: float, cg_iters: int, cg_tol: float,
+                 damping: float, fvp_obs: torch.Tensor) -> NaturalStep:
+    params = list(policy.parameters())
+    g = flat_grad(surrogate(policy, batch), params)
+    fvp = fisher_vector_product(policy, fvp_obs, damping)
+    x = conjugate_gradient(fvp, g, cg_iters, cg_tol)
+    x_f_x = torch.dot(x, fvp(x))
+    # Guard the square root: with a zero gradient (e.g. all advantages 0) there is nothing to do.
+    scale = torch.sqrt(2.0 * max_kl / x_f_x) if x_f_x > 0 else torch.zeros(())
+    full_step = scale * x
+    return NaturalStep(full_step=full_step, expected_improvement=float(torch.dot(g, full_step)))
+
+
+@dataclass(frozen=True)
+class BacktrackingLineSearch:
+    coeff: float
+    iters: int
+    accept_ratio: float
+
+
+class NaturalGradient:
+    """The npg/trpo policy step. ``line_search=None`` gives npg; a line search gives trpo."""
+
+    def __init__(self, max_kl: float, cg_iters: int, cg_tol: float, damping: float, fvp_subsample: float,
+                 line_search: Optional[BacktrackingLineSearch]):
+        self.max_kl = max_kl
+        self.cg_iters = cg_iters
+        self.cg_tol = cg_tol
+        self.damping = damping
+        self.fvp_subsample = fvp_subsample
+        self.line_search = line_search
+
+    def _fvp_obs(self, obs: torch.Tensor) -> torch.Tensor:
+        if self.fvp_subsample >= 1.0:
+            return obs
+        n = max(1, int(round(self.fvp_subsample * obs.shape[0])))
+        return obs[torch.randperm(obs.shape[0], device=obs.device)[:n]]
+
+    def __call__(self, policy: Policy, batch: PolicyBatch) -> PolicyStepStats:
+        entropy = mean_entropy(policy, batch.obs)
+        params = list(policy.parameters())
+        old_params = flat_params(params)
+        with torch.no_grad():
+            old_dist = policy.distribution(batch.obs)
+            old_objective = float(surrogate(policy, batch))
+        step = natural_step(policy, batch, self.max_kl, self.cg_iters, self.cg_tol, self.damping,
+                            self._fvp_obs(batch.obs))
+
+        def try_step(fraction: float) -> tuple[float, float]:
+            set_flat_params(params, old_params + fraction * step.full_step)
+            with torch.no_grad():
+                return float(surrogate(policy, batch)) - old_objective, float(mean_kl(policy, batch.obs, old_dist))
+
+        if self.line_search is None:
+            improvement, kl = try_step(1.0)
+            return PolicyStepStats(kl, improvement, step.expected_improvement, 0, True, entropy)
+
+        ls = self.line_search
+        for backtracks in range(ls.iters):
+            fraction = ls.coeff ** backtracks
+            improvement, kl = try_step(fraction)
+            expected = step.expected_improvement * fraction
+            enough = improvement > 0 and (ls.accept_ratio == 0 or improvement >= ls.accept_ratio * expected)
+            if kl <= self.max_kl and enough:
+                return PolicyStepStats(kl, improvement, step.expected_improvement, backtracks, True, entropy)
+        set_flat_params(params, old_params)  # no acceptable step: keep the old policy
+        return PolicyStepStats(0.0, 0.0, step.expected_improvement, ls.iters, False, entropy)
+
+    def state_dict(self) -> dict:
+        return {}  # stateless between updates
+
+    def load_state_dict(self, state: dict) -> None:
+        pass

@@ -1,0 +1,35 @@
+"""Vanilla policy gradient: one Adam step per batch on the surrogate (REINFORCE with a baseline)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl, surrogate
+from trpo_exp.nets import Policy
+
+
+class VanillaPolicyGradient:
+    def __init__(self, policy: Policy, lr: float):
+        self.optimizer = torch.optim.Adam(policy.parameters(), lr=lr)
+
+    def __call__(self, policy: Policy, batch: PolicyBatch) -> PolicyStepStats:
+        entropy = mean_entropy(policy, batch.obs)
+        with torch.no_grad():
+            old = policy.distribution(batch.obs)
+        objective = surrogate(policy, batch)
+        self.optimizer.zero_grad()
+        (-objective).backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            improvement = float(surrogate(policy, batch) - objective)
+            kl = float(mean_kl(policy, batch.obs, old))
+        return PolicyStepStats(kl=kl, surrogate_improvement=improvement, expected_improvement=math.nan,
+                               backtracks=0, step_accepted=True, entropy=entropy)
+
+    def state_dict(self) -> dict:
+        return {"optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])

@@ -1,0 +1,195 @@
+"""Typed configuration schemas, registered in Hydra's ConfigStore.
+
+The YAML files under conf/ only set values; every key, its type and its allowed range live here.
+Range checks run in ``__post_init__``, which OmegaConf calls once at ``OmegaConf.to_object(cfg)``
+(see ``trpo_exp.__main__``). A failed check raises :class:`ConfigError` whose message is one line:
+the full key, the bad value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+from hydra.core.config_store import ConfigStore
+
+ALGORITHMS = ("pg", "npg", "trpo")
+ACTIVATIONS = ("tanh", "relu")
+VECTOR_MODES = ("sync", "async")
+DEVICES = ("cpu", "cuda", "auto")
+EVAL_METRICS = ("eval", "train")
+
+
+class ConfigError(ValueError):
+    """A user-facing configuration mistake; ``str(err)`` is a one-line message."""
+
+
+def _require(ok: bool, key: str, value, allowed: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+
+
+@dataclass
+class AlgoConfig:
+    """Policy-gradient family hyperparameters. One schema for pg, npg and trpo: they share the
+    engine and differ only in the policy step (fields a step rule does not use are ignored)."""
+
+    name: str = "trpo"
+    """Which policy step: 'pg' (Adam on the surrogate), 'npg' (natural gradient, fixed KL-scaled
+    step), 'trpo' (natural gradient + backtracking line search on the KL constraint)."""
+    steps_per_iter: int = 2048
+    """Env steps collected per policy iteration, summed over all vector envs. >= num_envs."""
+    gamma: float = 0.99
+    """Discount factor, in (0, 1]."""
+    gae_lambda: float = 0.97
+    """GAE lambda (Schulman et al. 2016), in (0, 1]. 1 = Monte-Carlo advantages."""
+    normalize_advantage: bool = True
+    """Standardise advantages over the batch (zero mean, unit std) before the policy step."""
+    hidden_sizes: List[int] = field(default_factory=lambda: [64, 64])
+    """Hidden layer widths of the policy and value MLPs (separate networks)."""
+    activation: str = "tanh"
+    """Hidden activation: 'tanh' or 'relu'."""
+    log_std_init: float = 0.0
+    """Initial log standard deviation of the Gaussian policy (state-independent); Box actions only."""
+    lr: float = 3e-3
+    """pg only: Adam learning rate of the policy, > 0."""
+    max_kl: float = 0.01
+    """npg/trpo: trust-region size delta, the allowed mean KL(old || new) per update, > 0."""
+    cg_iters: int = 10
+    """npg/trpo: maximum conjugate-gradient iterations, >= 1."""
+    cg_tol: float = 1e-10
+    """npg/trpo: CG stops when the squared residual norm falls below this, >= 0."""
+    cg_damping: float = 0.1
+    """npg/trpo: damping added to the Fisher matrix, (F + damping*I), >= 0."""
+    backtrack_coeff: float = 0.8
+    """trpo: step shrink factor per line-search try, in (0, 1)."""
+    backtrack_iters: int = 10
+    """trpo: maximum line-search tries, >= 1; if none is accepted the policy is unchanged."""
+    accept_ratio: float = 0.0
+    """trpo: accept a step only if its surrogate improvement is >= accept_ratio times the linearly
+    expected improvement (0 = any improvement), in [0, 1)."""
+    fvp_subsample: float = 1.0
+    """npg/trpo: fraction of the batch used for Fisher-vector products, in (0, 1] (paper: 0.1)."""
+    vf_lr: float = 1e-3
+    """Adam learning rate of the value baseline, > 0."""
+    vf_epochs: int = 5
+    """Passes over the batch when fitting the value baseline, >= 1."""
+    vf_batch_size: int = 256
+    """Minibatch size of the value regression, >= 1."""
+
+    def __post_init__(self) -> None:
+        k = "algo."
+        _require(self.name in ALGORITHMS, k + "name", self.name, f"one of {', '.join(ALGORITHMS)}")
+        _require(self.steps_per_iter >= 1, k + "steps_per_iter", self.steps_per_iter, "must be >= 1")
+        _require(0.0 < self.gamma <= 1.0, k + "gamma", self.gamma, "must be in (0, 1]")
+        _require(0.0 < self.gae_lambda <= 1.0, k + "gae_lambda", self.gae_lambda, "must be in (0, 1]")
+        _require(len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
+                 k + "hidden_sizes", list(self.hidden_sizes), "a non-empty list of positive widths")
+        _require(self.activation in ACTIVATIONS, k + "activation", self.activation,
+                 f"one of {', '.join(ACTIVATIONS)}")
+        _require(self.lr > 0, k + "lr", self.lr, "must be > 0")
+        _require(self.max_kl > 0, k + "max_kl", self.max_kl, "must be > 0")
+        _require(self.cg_iters >= 1, k + "cg_iters", self.cg_iters, "must be >= 1")
+        _require(self.cg_tol >= 0, k + "cg_tol", self.cg_tol, "must be >= 0")
+        _require(self.cg_damping >= 0, k + "cg_damping", self.cg_damping, "must be >= 0")
+        _require(0.0 < self.backtrack_coeff < 1.0, k + "backtrack_coeff", self.backtrack_coeff,
+                 "must be in (0, 1)")
+        _require(self.backtrack_iters >= 1, k + "backtrack_iters", self.backtrack_iters, "must be >= 1")
+        _require(0.0 <= self.accept_ratio < 1.0, k + "accept_ratio", self.accept_ratio, "must be in [0, 1)")
+        _require(0.0 < self.fvp_subsample <= 1.0, k + "fvp_subsample", self.fvp_subsample,
+                 "must be in (0, 1]")
+        _require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
+        _require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
+        _require(self.vf_batch_size >= 1, k + "vf_batch_size", self.vf_batch_size, "must be >= 1")
+
+
+@dataclass
+class EnvConfig:
+    """Which gymnasium environment and how it is vectorised."""
+
+    id: str = "CartPole-v1"
+    """Any registered gymnasium id; the MuJoCo presets use the v5 envs."""
+    num_envs: int = 1
+    """Parallel envs stepped together with one batched policy forward pass, >= 1."""
+    vector_mode: str = "sync"
+    """'sync' (all envs in this process) or 'async' (one subprocess per env)."""
+    max_episode_steps: Optional[int] = None
+    """Time limit in steps; null keeps the env's registered limit. Reaching it is truncation."""
+    normalize_obs: bool = True
+    """Running mean/std observation normalisation (statistics saved with the run)."""
+    clip_obs: float = 10.0
+    """Normalised observations are clipped to [-clip_obs, clip_obs], > 0."""
+    default_total_steps: int = 100_000
+    """The budget used when the top-level total_steps is null; each preset sets its own."""
+
+    def __post_init__(self) -> None:
+        _require(self.num_envs >= 1, "env.num_envs", self.num_envs, "must be >= 1")
+        _require(self.vector_mode in VECTOR_MODES, "env.vector_mode", self.vector_mode,
+                 f"one of {', '.join(VECTOR_MODES)}")
+        _require(self.max_episode_steps is None or self.max_episode_steps >= 1,
+                 "env.max_episode_steps", self.max_episode_steps, "null or >= 1")
+        _require(self.clip_obs > 0, "env.clip_obs", self.clip_obs, "must be > 0")
+        _require(self.default_total_steps >= 1, "env.default_total_steps", self.default_total_steps,
+                 "must be >= 1")
+
+
+@dataclass
+class DeviceConfig:
+    type: str = "cpu"
+    """'cpu', 'cuda' (fails when no GPU is visible) or 'auto' (cuda when available, else cpu)."""
+
+    def __post_init__(self) -> None:
+        _require(self.type in DEVICES, "device.type", self.type, f"one of {', '.join(DEVICES)}")
+
+
+@dataclass
+class EvalConfig:
+    every: int = 10
+    """Evaluate every this many policy iterations (0 = only the final evaluation), >= 0."""
+    episodes: int = 10
+    """Episodes per evaluation of the deterministic (mean-action) policy on a separate env, >= 1."""
+
+    def __post_init__(self) -> None:
+        _require(self.every >= 0, "eval.every", self.every, "must be >= 0")
+        _require(self.episodes >= 1, "eval.episodes", self.episodes, "must be >= 1")
+
+
+@dataclass
+class Config:
+    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    env: EnvConfig = field(default_factory=EnvConfig)
+    device: DeviceConfig = field(default_factory=DeviceConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    seed: int = 0
+    """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
+    total_steps: Optional[int] = None
+    """Training budget in env steps, > 0; null = the env preset's env.default_total_steps."""
+    torch_threads: int = 1
+    """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
+    checkpoint_every: int = 0
+    """Also save checkpoint.pt every this many iterations (0 = only at the end), >= 0."""
+    log_every: int = 5
+    """In a non-interactive log, print a progress line every this many iterations, >= 1."""
+
+    def __post_init__(self) -> None:
+        _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        _require(self.total_steps is None or self.total_steps > 0, "total_steps", self.total_steps,
+                 "must be > 0 (or null for the env preset's budget)")
+        _require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
+        _require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "must be >= 0")
+        _require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
+        _require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
+                 self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
+
+    @property
+    def budget(self) -> int:
+        return self.total_steps if self.total_steps is not None else self.env.default_total_steps
+
+
+def register_configs() -> None:
+    """Register the schemas so YAML files can start with ``defaults: [base_<group>]``."""
+    cs = ConfigStore.instance()
+    cs.store(name="base_config", node=Config)
+    cs.store(group="algo", name="base_algo", node=AlgoConfig)
+    cs.store(group="env", name="base_env", node=EnvConfig)
+    cs.store(group="device", name="base_device", node=DeviceConfig)

@@ -1,0 +1,196 @@
+"""The shared training loop: collect -> advantages -> policy step -> value fit -> log -> checkpoint.
+
+There is no branch on the algorithm here: pg, npg and trpo differ only in the policy-step object
+built by ``trpo_exp.algos.make_policy_step``.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from collections import deque
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from trpo_exp.advantage import explained_variance, gae, normalize
+from trpo_exp.algos import make_policy_step
+from trpo_exp.algos.common import PolicyBatch, PolicyStepStats
+from trpo_exp.algos.value import fit_value
+from trpo_exp.config import Config, ConfigError
+from trpo_exp.envs.factory import derive_seeds, make_eval_env, make_vector_env
+from trpo_exp.nets import Policy, ValueNet, make_policy
+from trpo_exp.obs_norm import RunningObsNormalizer
+from trpo_exp.progress import Progress
+from trpo_exp.record import RunRecord
+from trpo_exp.rollout.batch import Batch, next_state_values
+from trpo_exp.rollout.evaluate import EvalResult, evaluate
+from trpo_exp.rollout.single_path import SinglePathSampler
+
+
+def resolve_device(kind: str) -> torch.device:
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device.type='cuda' is not allowed: no CUDA GPU is visible to torch "
+                          "(use device=cpu or device=auto)")
+    if kind == "auto":
+        kind = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(kind)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class ValueStats:
+    value_loss: float
+    explained_variance: float
+
+
+@dataclass(frozen=True)
+class Targets:
+    advantages: torch.Tensor  # [T, N]
+    returns: torch.Tensor  # [T, N] value regression targets: GAE advantages + V (TD(lambda) returns)
+    values: torch.Tensor  # [T, N] V(s_t) before the fit
+
+
+class Trainer:
+    def __init__(self, cfg: Config, run_dir: Path):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        torch.set_num_threads(cfg.torch_threads)
+        seed_everything(cfg.seed)
+        self.device = resolve_device(cfg.device.type)
+        seeds = derive_seeds(cfg.seed, cfg.env.num_envs + 1)
+        self.eval_seed = seeds[-1]  # the eval env's own stream, disjoint from the training envs
+        envs = make_vector_env(cfg.env, seeds[:-1])
+        self.normalizer = RunningObsNormalizer(envs.single_observation_space.shape, cfg.env.clip_obs,
+                                               cfg.env.normalize_obs)
+        a = cfg.algo
+        self.policy: Policy = make_policy(envs.single_observation_space, envs.single_action_space,
+                                          a.hidden_sizes, a.activation, a.log_std_init).to(self.device)
+        self.value_net = ValueNet(envs.single_observation_space.shape[0], a.hidden_sizes,
+                                  a.activation).to(self.device)
+        self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=a.vf_lr)
+        self.policy_step = make_policy_step(a, self.policy)
+        self.sampler = SinglePathSampler(envs, seeds[:-1], self.normalizer, self.device)
+        self.eval_env = make_eval_env(cfg.env)
+        self.env_steps = 0
+        self.episodes_total = 0
+        self.recent_returns: deque[float] = deque(maxlen=20)
+
+    # --- one iteration, one named function per step -------------------------------------------
+
+    def collect(self) -> Batch:
+        remaining = self.cfg.budget - self.env_steps
+        num_envs = self.cfg.env.num_envs
+        steps_per_env = min(self.cfg.algo.steps_per_iter // num_envs, math.ceil(remaining / num_envs))
+        return self.sampler.collect(self.policy, steps_per_env)
+
+    @torch.no_grad()
+    def compute_targets(self, batch: Batch) -> Targets:
+        values = self.value_net(batch.obs)
+        next_values = next_state_values(batch, values, self.value_net(batch.last_obs),
+                                        self.value_net(batch.final_obs))
+        advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.episode_end,
+                         self.cfg.algo.gamma, self.cfg.algo.gae_lambda)
+        return Targets(advantages=advantages, returns=advantages + values, values=values)
+
+    def update_policy(self, batch: Batch, targets: Targets) -> PolicyStepStats:
+        obs = batch.obs.flatten(0, 1)
+        actions = batch.actions.flatten(0, 1)
+        advantages = targets.advantages.flatten()
+        if self.cfg.algo.normalize_advantage:
+            advantages = normalize(advantages)
+        with torch.no_grad():
+            old_log_prob = self.policy.distribution(obs).log_prob(actions)
+        return self.policy_step(self.policy, PolicyBatch(obs, actions, advantages, old_log_prob))
+
+    def update_value(self, batch: Batch, targets: Targets) -> ValueStats:
+        ev = explained_variance(targets.values.flatten(), targets.returns.flatten())
+        loss = fit_value(self.value_net, self.value_optimizer, batch.obs.flatten(0, 1),
+                         targets.returns.flatten(), self.cfg.algo.vf_epochs, self.cfg.algo.vf_batch_size)
+        return ValueStats(value_loss=loss, explained_variance=ev)
+
+    def evaluate(self) -> EvalResult:
+        return evaluate(self.policy, self.normalizer, self.eval_env, self.cfg.eval.episodes,
+                        self.eval_seed, self.device)
+
+    def iteration(self, index: int) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        batch = self.collect()
+        t1 = time.perf_counter()
+        targets = self.compute_targets(batch)
+        step_stats = self.update_policy(batch, targets)
+        value_stats = self.update_value(batch, targets)
+        t2 = time.perf_counter()
+        self.env_steps += batch.num_steps
+        self.episodes_total += len(batch.episode_returns)
+        self.recent_returns.extend(batch.episode_returns)
+        row = {"iteration": index, "env_steps": self.env_steps, **episode_stats(batch),
+               "episodes_total": self.episodes_total, **asdict(step_stats), **asdict(value_stats),
+               "time_sample_s": t1 - t0, "time_update_s": t2 - t1,
+               "steps_per_s": batch.num_steps / (t2 - t0)}
+        return row
+
+    # --- the run ---------------------------------------------------------------------------
+
+    def train(self, record: RunRecord, progress: Optional[Progress] = None) -> EvalResult:
+        index, result = 0, None
+        start = time.perf_counter()
+        while self.env_steps < self.cfg.budget:
+            index += 1
+            row = self.iteration(index)
+            last = self.env_steps >= self.cfg.budget
+            every = self.cfg.eval.every
+            if last or (every > 0 and index % every == 0):
+                t = time.perf_counter()
+                result = self.evaluate()
+                row.update(eval_return_mean=result.mean, eval_return_std=result.std,
+                           time_eval_s=time.perf_counter() - t)
+            row["wall_time_s"] = time.perf_counter() - start
+            record.log(row)
+            if progress is not None:
+                recent = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
+                progress.update(index, self.env_steps, recent, row["steps_per_s"])
+            if self.cfg.checkpoint_every and index % self.cfg.checkpoint_every == 0:
+                self.save_checkpoint(index)
+        self.save_checkpoint(index)
+        return result
+
+    def save_checkpoint(self, iteration: int) -> None:
+        """Everything needed to evaluate the agent and to continue its training."""
+        torch.save({
+            "config": asdict(self.cfg),
+            "iteration": iteration,
+            "env_steps": self.env_steps,
+            "policy": self.policy.state_dict(),
+            "value_net": self.value_net.state_dict(),
+            "value_optimizer": self.value_optimizer.state_dict(),
+            "policy_step": self.policy_step.state_dict(),
+            "obs_normalizer": self.normalizer.state_dict(),
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                    "torch": torch.get_rng_state()},
+        }, self.run_dir / "checkpoint.pt")
+
+    def close(self) -> None:
+        self.sampler.close()
+        self.eval_env.close()
+
+
+def episode_stats(batch: Batch) -> dict[str, float]:
+    """Statistics over the training episodes that ended in this batch (NaN when none did)."""
+    r = np.asarray(batch.episode_returns, dtype=np.float64)
+    if r.size == 0:
+        nan = math.nan
+        return {"episodes": 0, "return_mean": nan, "return_std": nan, "return_min": nan,
+                "return_max": nan, "episode_length_mean": nan}
+    return {"episodes": int(r.size), "return_mean": float(r.mean()), "return_std": float(r.std()),
+            "return_min": float(r.min()), "return_max": float(r.max()),
+            "episode_length_mean": float(np.mean(batch.episode_lengths))}

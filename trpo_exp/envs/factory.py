@@ -1,0 +1,55 @@
+"""Creating the training vector env and the evaluation env, with checks that fail early."""
+
+from __future__ import annotations
+
+import importlib.util
+from typing import Sequence
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from trpo_exp.config import ConfigError, EnvConfig
+
+
+def check_env_id(env_id: str) -> None:
+    """Raise a one-line ConfigError when gymnasium does not know the id or its simulator is missing."""
+    try:
+        spec = gym.spec(env_id)
+    except gym.error.Error as err:
+        raise ConfigError(f"env.id={env_id!r} is not a registered gymnasium environment ({err}); "
+                          f"presets: env=cartpole, acrobot, pendulum, mountaincar, swimmer, hopper, "
+                          f"walker2d, halfcheetah, ant") from None
+    entry = spec.entry_point if isinstance(spec.entry_point, str) else ""
+    if "mujoco" in entry and importlib.util.find_spec("mujoco") is None:
+        raise ConfigError(f"env.id={env_id!r} needs MuJoCo, which is not installed: "
+                          f"pip install 'gymnasium[mujoco]'")
+
+
+def _make_one(cfg: EnvConfig):
+    def thunk() -> gym.Env:
+        kwargs = {"disable_env_checker": True}  # the checker costs time on every step
+        if cfg.max_episode_steps is not None:
+            kwargs["max_episode_steps"] = cfg.max_episode_steps
+        return gym.make(cfg.id, **kwargs)
+    return thunk
+
+
+def make_vector_env(cfg: EnvConfig, seeds: Sequence[int]) -> gym.vector.VectorEnv:
+    """A vector of ``cfg.num_envs`` envs that reset themselves in the same step that ends an
+    episode (SAME_STEP autoreset), so every step is a real transition and the last observation of
+    an episode is handed over in ``info['final_obs']`` instead of being mixed with the next episode.
+    Each env gets its own seed from ``seeds``."""
+    vector_cls = SyncVectorEnv if cfg.vector_mode == "sync" else AsyncVectorEnv
+    envs = vector_cls([_make_one(cfg) for _ in range(cfg.num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+    envs.action_space.seed(int(seeds[0]))
+    return envs
+
+
+def make_eval_env(cfg: EnvConfig) -> gym.Env:
+    return _make_one(cfg)()
+
+
+def derive_seeds(seed: int, count: int) -> list[int]:
+    """Independent 32-bit seeds for the envs of a run, all determined by the run seed."""
+    return [int(s) for s in np.random.SeedSequence(seed).generate_state(count)]

@@ -1,0 +1,114 @@
+"""Policy and value networks. The actor (Policy) and the critic (ValueNet) are separate modules, so
+the natural-gradient code takes ``policy.parameters()`` and never filters parameters by name."""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import gymnasium as gym
+import torch
+from torch import nn
+from torch.distributions import Categorical, Distribution, Independent, Normal, kl_divergence
+
+_ACTIVATIONS = {"tanh": nn.Tanh, "relu": nn.ReLU}
+
+
+def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str, out_gain: float) -> nn.Sequential:
+    """MLP with orthogonal init (as in the OpenAI baselines / SB3 / CleanRL policy-gradient code):
+    sqrt(2) gain for hidden layers, a small gain on the policy head so the initial policy is
+    close to uniform / centred."""
+    layers: list[nn.Module] = []
+    sizes = [in_dim, *hidden]
+    for a, b in zip(sizes[:-1], sizes[1:]):
+        layers += [_init(nn.Linear(a, b), math.sqrt(2)), _ACTIVATIONS[activation]()]
+    layers.append(_init(nn.Linear(sizes[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class Policy(nn.Module):
+    """Common interface of the stochastic policies."""
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        raise NotImplementedError
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        """Draw actions for a batch of observations (the rollout's hot path, no grad)."""
+        raise NotImplementedError
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        """The deterministic action used for evaluation (mean / most likely action)."""
+        raise NotImplementedError
+
+    @staticmethod
+    def kl(old: Distribution, new: Distribution) -> torch.Tensor:
+        """KL(old || new) per observation."""
+        return kl_divergence(old, new)
+
+
+class GaussianPolicy(Policy):
+    """Diagonal Gaussian with a state-independent log-std (the paper's continuous-control policy).
+    Actions are unbounded here; they are clipped only when sent to the env."""
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: Sequence[int], activation: str,
+                 log_std_init: float):
+        super().__init__()
+        self.mean_net = mlp(obs_dim, act_dim, hidden, activation, out_gain=0.01)
+        self.log_std = nn.Parameter(torch.full((act_dim,), float(log_std_init)))
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        mean = self.mean_net(obs)
+        std = self.log_std.exp().expand_as(mean)
+        return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        mean = self.mean_net(obs)
+        return mean + self.log_std.exp() * torch.randn_like(mean)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.mean_net(obs)
+
+
+class CategoricalPolicy(Policy):
+    def __init__(self, obs_dim: int, n_actions: int, hidden: Sequence[int], activation: str):
+        super().__init__()
+        self.logits_net = mlp(obs_dim, n_actions, hidden, activation, out_gain=0.01)
+
+    def distribution(self, obs: torch.Tensor) -> Distribution:
+        return Categorical(logits=self.logits_net(obs), validate_args=False)
+
+    def sample(self, obs: torch.Tensor) -> torch.Tensor:
+        probs = torch.softmax(self.logits_net(obs), dim=-1)
+        return torch.multinomial(probs, 1).squeeze(-1)
+
+    def mode(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.logits_net(obs).argmax(dim=-1)
+
+
+class ValueNet(nn.Module):
+    """State-value baseline V(s), fitted by regression on returns."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str):
+        super().__init__()
+        self.net = mlp(obs_dim, 1, hidden, activation, out_gain=1.0)
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.net(obs).squeeze(-1)
+
+
+def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: Sequence[int],
+                activation: str, log_std_init: float) -> Policy:
+    if not isinstance(observation_space, gym.spaces.Box) or len(observation_space.shape) != 1:
+        raise ValueError(f"observation space {observation_space} is not supported: a flat Box is needed")
+    obs_dim = observation_space.shape[0]
+    if isinstance(action_space, gym.spaces.Discrete):
+        return CategoricalPolicy(obs_dim, int(action_space.n), hidden, activation)
+    if isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1:
+        return GaussianPolicy(obs_dim, action_space.shape[0], hidden, activation, log_std_init)
+    raise ValueError(f"action space {action_space} is not supported: Discrete or a flat Box is needed")

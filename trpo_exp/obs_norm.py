@@ -1,0 +1,43 @@
+"""Running observation normalisation. Its statistics are part of the agent: they are saved in the
+checkpoint, frozen during evaluation, and never updated from evaluation episodes."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RunningObsNormalizer:
+    def __init__(self, shape: tuple[int, ...], clip: float, enabled: bool = True, eps: float = 1e-8):
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = 1e-4  # a tiny prior count avoids dividing by zero before the first update
+        self.clip = clip
+        self.enabled = enabled
+        self.eps = eps
+
+    def update(self, batch: np.ndarray) -> None:
+        """Merge a batch of raw observations [B, *shape] (parallel-variance formula, Chan et al.)."""
+        if not self.enabled:
+            return
+        batch = np.asarray(batch, dtype=np.float64)
+        b_mean, b_var, b_count = batch.mean(axis=0), batch.var(axis=0), batch.shape[0]
+        delta = b_mean - self.mean
+        total = self.count + b_count
+        self.mean = self.mean + delta * b_count / total
+        m2 = self.var * self.count + b_var * b_count + delta ** 2 * self.count * b_count / total
+        self.var = m2 / total
+        self.count = total
+
+    def __call__(self, obs: np.ndarray) -> np.ndarray:
+        if not self.enabled:
+            return np.asarray(obs, dtype=np.float32)
+        normalized = (obs - self.mean) / np.sqrt(self.var + self.eps)
+        return np.clip(normalized, -self.clip, self.clip).astype(np.float32)
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count,
+                "clip": self.clip, "enabled": self.enabled}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
+        self.clip, self.enabled = state["clip"], state["enabled"]

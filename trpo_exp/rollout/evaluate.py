@@ -1,0 +1,48 @@
+"""Evaluation of the deterministic policy (mean / most likely action) on a separate env."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trpo_exp.nets import Policy
+from trpo_exp.obs_norm import RunningObsNormalizer
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    returns: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.returns))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.returns))
+
+
+@torch.no_grad()
+def evaluate(policy: Policy, normalizer: RunningObsNormalizer, env: gym.Env, episodes: int, seed: int,
+             device: torch.device) -> EvalResult:
+    """Run ``episodes`` full episodes. Episode k starts from reset(seed=seed + k), so every
+    evaluation of a run sees the same start states and differences come from the policy alone.
+    The normaliser is only read, never updated."""
+    discrete = isinstance(env.action_space, gym.spaces.Discrete)
+    returns = []
+    for k in range(episodes):
+        raw, _ = env.reset(seed=seed + k)
+        total, done = 0.0, False
+        while not done:
+            obs = torch.as_tensor(normalizer(raw[None]), device=device)
+            action = policy.mode(obs)[0].cpu().numpy()
+            if not discrete:
+                action = np.clip(action, env.action_space.low, env.action_space.high)
+            raw, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        returns.append(total)
+    return EvalResult(tuple(returns))

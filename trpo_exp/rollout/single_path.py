@@ -1,0 +1,79 @@
+"""Single-path sampling (paper, section 5.1): run the current policy in a vector of envs."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from trpo_exp.nets import Policy
+from trpo_exp.obs_norm import RunningObsNormalizer
+from trpo_exp.rollout.batch import Batch
+
+
+class SinglePathSampler:
+    """Keeps the vector env, its current observation and the per-env running episode stats between
+    iterations, so episodes continue across batch boundaries."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, seeds: list[int], normalizer: RunningObsNormalizer,
+                 device: torch.device):
+        self.envs = envs
+        self.normalizer = normalizer
+        self.device = device
+        raw, _ = envs.reset(seed=seeds)
+        self.normalizer.update(raw)
+        self.obs = self.normalizer(raw)
+        self.ep_return = np.zeros(envs.num_envs)
+        self.ep_length = np.zeros(envs.num_envs, dtype=np.int64)
+        space = envs.single_action_space
+        self.discrete = isinstance(space, gym.spaces.Discrete)
+        if not self.discrete:
+            self.low, self.high = space.low, space.high
+
+    def _to_env(self, actions: torch.Tensor) -> np.ndarray:
+        a = actions.cpu().numpy()
+        # Gaussian actions are clipped only on their way to the env; the batch keeps the sample.
+        return a if self.discrete else np.clip(a, self.low, self.high)
+
+    @torch.no_grad()
+    def collect(self, policy: Policy, steps_per_env: int) -> Batch:
+        n = self.envs.num_envs
+        obs, actions, rewards, terminated, truncated, final_obs = [], [], [], [], [], []
+        returns, lengths = [], []
+        for _ in range(steps_per_env):
+            obs_t = torch.as_tensor(self.obs, device=self.device)
+            action = policy.sample(obs_t)
+            raw_next, reward, term, trunc, info = self.envs.step(self._to_env(action))
+            obs.append(obs_t)
+            actions.append(action)
+            rewards.append(reward)
+            terminated.append(term)
+            truncated.append(trunc)
+            # The final observations of truncated episodes bootstrap V; normalise them with the
+            # statistics before this step's update, like every other stored observation.
+            for i in np.flatnonzero(trunc):
+                final_obs.append(self.normalizer(info["final_obs"][i]))
+            self.normalizer.update(raw_next)
+            self.obs = self.normalizer(raw_next)
+            self.ep_return += reward
+            self.ep_length += 1
+            for i in np.flatnonzero(term | trunc):
+                returns.append(float(self.ep_return[i]))
+                lengths.append(int(self.ep_length[i]))
+                self.ep_return[i], self.ep_length[i] = 0.0, 0
+        obs_dim = self.obs.shape[-1]
+        as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
+        return Batch(
+            obs=torch.stack(obs),
+            actions=torch.stack(actions),
+            rewards=as_tensor(rewards, torch.float32),
+            terminated=as_tensor(terminated, torch.bool),
+            truncated=as_tensor(truncated, torch.bool),
+            last_obs=torch.as_tensor(self.obs, device=self.device),
+            final_obs=as_tensor(final_obs, torch.float32).reshape(-1, obs_dim),
+            episode_returns=tuple(returns),
+            episode_lengths=tuple(lengths),
+        )
+
+    def close(self) -> None:
+        self.envs.close()
