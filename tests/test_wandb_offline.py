@@ -128,7 +128,8 @@ def test_reads_back_exactly_what_wandb_logged(run_dir: Path) -> None:
         run = read_offline_run(run_dir)
 
     assert run.path.name == f"run-{RUN_ID}.wandb"
-    assert (run.run_id, run.project, run.name, run.group) == (RUN_ID, "trpo-test", "hopper-seed0", "trpo")
+    assert (run.run_id, run.project) == (RUN_ID, "trpo-test")
+    assert (run.name, run.group) == ("hopper-seed0", "trpo")
     assert run.tags == ["vine", "test"]
     assert run.config == FINAL_CONFIG
     assert [stable(row) for row in run.history] == [expected_row(i) for i in range(N_STEPS)]
@@ -146,7 +147,7 @@ def test_truncated_file_returns_intact_prefix_and_warns(tmp_path: Path, wandb_by
     cut = wandb_bytes.find(pad(12).encode()) + 100  # mid-way through row 12's records
     path = write_copy(tmp_path, wandb_bytes[:cut])
 
-    with pytest.warns(UserWarning, match="truncated") as caught:
+    with pytest.warns(UserWarning, match="file ends inside") as caught:
         run = read_offline_run(path)
 
     assert len(caught) == 1

@@ -15,9 +15,11 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
 
+from trpo_exp import cli_errors
 from trpo_exp.config import Config, ConfigError, register_configs
 
 register_configs()
+cli_errors.install()
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -76,7 +78,7 @@ def main(cfg: DictConfig) -> None:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"trpo_exp: error: {err}", file=sys.stderr)
-        sys.exit(2)
+        sys.exit(cli_errors.EXIT_CONFIG_ERROR)
     run(config, Path(HydraConfig.get().runtime.output_dir))
 
 

@@ -50,6 +50,9 @@ _FULL, _FIRST, _MIDDLE, _LAST = 1, 2, 3, 4
 # both config and summary; it is not part of what the user logged.
 _INTERNAL_KEY = "_wandb"
 
+# _chunk_error's verdict for a chunk cut off by the end of the file.
+_TRUNCATED = "truncated"
+
 # Cap on damage details repeated in the warning text; OfflineRun.warnings keeps all.
 _MAX_WARNING_DETAILS = 5
 
@@ -65,7 +68,10 @@ class OfflineRun:
         tags: Run tags, in the order given to ``wandb.init``.
         config: Final config with ``_wandb`` internals dropped. Later config
             records update earlier ones; dict values merge key by key into
-            existing dicts, exactly as wandb-core builds the config it uploads.
+            existing dicts, as wandb-core's run config does. Records hold raw
+            values: the ``{"value": ...}`` wrapper exists only in the
+            ``config.yaml`` wandb serialises for upload, so nothing is unwrapped
+            (a user dict that happens to look like a wrapper stays intact).
         history: One dict per ``run.log`` row, in file order. Keys are as logged
             (``"train/kl"`` stays one key); keys of nested dicts logged via
             ``run.log({"a": {"b": 1}})`` are joined with ``"."`` (``"a.b"``).
@@ -165,12 +171,8 @@ def _iter_payloads(data: bytes, problems: list[str]) -> Iterator[tuple[int, byte
         if block_end - pos < _CHUNK_HEADER.size:
             pos = block_end  # zero trailer: the writer never splits a chunk header
             continue
-        if pos + _CHUNK_HEADER.size > len(data):
-            problems.append(f"offset {pos}: file ends inside a chunk header (truncated)")
-            parts = []
-            break
         error = _chunk_error(data, pos, block_end)
-        if error == "truncated":
+        if error == _TRUNCATED:
             problems.append(f"offset {pos}: file ends inside a chunk (truncated)")
             parts = []
             break
@@ -205,7 +207,9 @@ def _iter_payloads(data: bytes, problems: list[str]) -> Iterator[tuple[int, byte
 
 
 def _chunk_error(data: bytes, pos: int, block_end: int) -> str:
-    """Return why the chunk at ``pos`` is unusable: "" if fine, "truncated" at EOF."""
+    """Return why the chunk at ``pos`` is unusable: "" if fine, ``_TRUNCATED`` at EOF."""
+    if pos + _CHUNK_HEADER.size > len(data):
+        return _TRUNCATED
     crc, length, kind = _CHUNK_HEADER.unpack_from(data, pos)
     end = pos + _CHUNK_HEADER.size + length
     if kind not in (_FULL, _FIRST, _MIDDLE, _LAST):
@@ -213,7 +217,7 @@ def _chunk_error(data: bytes, pos: int, block_end: int) -> str:
     if end > block_end:
         return f"chunk length {length} overflows its block"
     if end > len(data):
-        return "truncated"
+        return _TRUNCATED
     # The checksum covers the type byte (last header byte) and the payload.
     if zlib.crc32(data[pos + _CHUNK_HEADER.size - 1 : end]) != crc:
         return "checksum mismatch"

@@ -20,9 +20,8 @@ class SinglePathSampler:
         self.envs = envs
         self.normalizer = normalizer
         self.device = device
-        raw, _ = envs.reset(seed=seeds)
-        self.normalizer.update(raw)
-        self.obs = self.normalizer(raw)
+        self.raw_obs, _ = envs.reset(seed=seeds)
+        self.normalizer.update(self.raw_obs)
         self.ep_return = np.zeros(envs.num_envs)
         self.ep_length = np.zeros(envs.num_envs, dtype=np.int64)
         space = envs.single_action_space
@@ -39,9 +38,10 @@ class SinglePathSampler:
     def collect(self, policy: Policy, steps_per_env: int) -> Batch:
         n = self.envs.num_envs
         obs, actions, rewards, terminated, truncated, final_obs = [], [], [], [], [], []
-        returns, lengths = [], []
+        raw_seen, returns, lengths = [], [], []
+        normalized = self.normalizer(self.raw_obs)
         for _ in range(steps_per_env):
-            obs_t = torch.as_tensor(self.obs, device=self.device)
+            obs_t = torch.as_tensor(normalized, device=self.device)
             action = policy.sample(obs_t)
             raw_next, reward, term, trunc, info = self.envs.step(self._to_env(action))
             obs.append(obs_t)
@@ -49,19 +49,22 @@ class SinglePathSampler:
             rewards.append(reward)
             terminated.append(term)
             truncated.append(trunc)
-            # The final observations of truncated episodes bootstrap V; normalise them with the
-            # statistics before this step's update, like every other stored observation.
+            # The final observations of truncated episodes bootstrap V.
             for i in np.flatnonzero(trunc):
                 final_obs.append(self.normalizer(info["final_obs"][i]))
-            self.normalizer.update(raw_next)
-            self.obs = self.normalizer(raw_next)
+            raw_seen.append(raw_next)
+            self.raw_obs = raw_next
+            normalized = self.normalizer(raw_next)
             self.ep_return += reward
             self.ep_length += 1
             for i in np.flatnonzero(term | trunc):
                 returns.append(float(self.ep_return[i]))
                 lengths.append(int(self.ep_length[i]))
                 self.ep_return[i], self.ep_length[i] = 0.0, 0
-        obs_dim = self.obs.shape[-1]
+        # The normalisation statistics change once per batch, after it: the whole batch (and the
+        # policy step that learns from it) sees one fixed observation transform.
+        self.normalizer.update(np.concatenate(raw_seen))
+        obs_dim = normalized.shape[-1]
         as_tensor = lambda x, dtype: torch.as_tensor(np.asarray(x), dtype=dtype, device=self.device)
         return Batch(
             obs=torch.stack(obs),
@@ -69,7 +72,7 @@ class SinglePathSampler:
             rewards=as_tensor(rewards, torch.float32),
             terminated=as_tensor(terminated, torch.bool),
             truncated=as_tensor(truncated, torch.bool),
-            last_obs=torch.as_tensor(self.obs, device=self.device),
+            last_obs=torch.as_tensor(normalized, device=self.device),
             final_obs=as_tensor(final_obs, torch.float32).reshape(-1, obs_dim),
             episode_returns=tuple(returns),
             episode_lengths=tuple(lengths),

@@ -1,0 +1,68 @@
+"""One-line messages for configuration mistakes that Hydra itself detects (unknown keys, wrong
+types, unknown config-group options, bad override syntax).
+
+Hydra prints these as several lines plus a hint about HYDRA_FULL_ERROR, and exits with status 1.
+We wrap Hydra's reporting function so such errors print as a single line and exit with status 2,
+like the range checks in trpo_exp.config. Errors raised by training code are not touched: a real
+bug keeps its traceback. HYDRA_FULL_ERROR=1 restores Hydra's behaviour entirely.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import sys
+from typing import Any, Callable
+
+from hydra.errors import HydraException
+from omegaconf.errors import OmegaConfBaseException
+
+EXIT_CONFIG_ERROR = 2
+
+
+def one_line(err: BaseException) -> str:
+    """Condense a Hydra/OmegaConf error chain into one line that keeps the key, value and options."""
+    parts: list[str] = []
+    seen = err
+    while seen is not None and len(parts) < 3:
+        text = str(seen)
+        # Hydra appends the config search path to missing-option errors; it is noise here.
+        text = text.split("\nConfig search path:")[0]
+        options = re.search(r"Available options in '([^']+)':\s*((?:\n\t[^\n]+)+)", text)
+        head = text.split("\n")[0].strip()
+        if options:
+            names = ", ".join(o.strip() for o in options.group(2).strip().split("\n")
+                              if not o.strip().startswith("base_"))  # schemas, not choices
+            head = f"{head} (options in '{options.group(1)}': {names})"
+        key = re.search(r"full_key: (\S+)", text)
+        if key and key.group(1) not in head:
+            head = f"{head} [key {key.group(1)}]"
+        if head and head not in parts:
+            parts.append(head)
+        seen = seen.__cause__
+    return " ".join(parts)
+
+
+def install() -> None:
+    """Wrap hydra._internal.utils.run_and_report (Hydra 1.3) so configuration errors print one line."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        return
+    try:
+        from hydra._internal import utils as hydra_utils
+    except ImportError:  # another Hydra layout: keep its own reporting
+        return
+    original: Callable[[Any], Any] = hydra_utils.run_and_report
+    if getattr(original, "_trpo_exp_wrapped", False):
+        return
+
+    def run_and_report(func: Any) -> Any:
+        def guarded() -> Any:
+            try:
+                return func()
+            except (HydraException, OmegaConfBaseException) as err:
+                print(f"trpo_exp: error: {one_line(err)}", file=sys.stderr)
+                sys.exit(EXIT_CONFIG_ERROR)
+        return original(guarded)
+
+    run_and_report._trpo_exp_wrapped = True  # type: ignore[attr-defined]
+    hydra_utils.run_and_report = run_and_report
