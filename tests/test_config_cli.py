@@ -1,0 +1,296 @@
+"""Configuration tree and command-line error handling.
+
+1. Every option of every config group (found by globbing conf/, so new presets are covered
+   automatically) composes with Hydra's compose API and passes ``trpo_exp.__main__.to_config``,
+   and the values the file sets are the values in the composed config.
+2. Bad input through the real CLI (subprocesses, run in parallel): exit status 2, exactly one
+   non-empty line on stderr naming the key and the bad value, no traceback, no training work.
+3. The MuJoCo-missing check of ``check_env_id``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import re
+import shutil
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import trpo_exp.__main__ as cli  # importing it registers the schemas (register_configs())
+from trpo_exp.config import ALGORITHMS, Config, ConfigError
+from trpo_exp.envs import factory
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+HAS_CUDA = torch.cuda.is_available()
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def _compose(overrides: list[str], conf_dir: Path = CONF_DIR):
+    with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+        return compose("config", overrides=overrides, return_hydra_config=False)
+
+
+def _package(path: Path, group: str) -> str:
+    """The package a group file's body lands in ('' = global), from its ``# @package`` header."""
+    for line in path.read_text().splitlines():
+        m = re.match(r"\s*#\s*@package\s+(\S+)", line)
+        if m:
+            pkg = m.group(1).replace("_group_", group)
+            return "" if pkg == "_global_" else pkg.replace("_global_.", "")
+        if line.strip() and not line.lstrip().startswith("#"):
+            break
+    return group  # Hydra's default package: the group path
+
+
+def _leaves(node, prefix: str = ""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield from _leaves(v, f"{prefix}.{k}" if prefix else str(k))
+    else:
+        yield prefix, node
+
+
+def _file_values(path: Path, group: str) -> dict:
+    """Leaf values a group file sets, as full keys of the composed config (interpolations,
+    the defaults list and hydra.* are left out)."""
+    body = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    body.pop("defaults", None)
+    pkg = _package(path, group)
+    out = {}
+    for key, value in _leaves(body, pkg):
+        if key.startswith("hydra.") or (isinstance(value, str) and "${" in value):
+            continue
+        out[key] = value
+    return out
+
+
+def _assert_applied(cfg, path: Path, group: str) -> None:
+    expected = _file_values(path, group)
+    got = {k: OmegaConf.to_container(v) if OmegaConf.is_config(v) else v
+           for k, v in ((k, OmegaConf.select(cfg, k)) for k in expected)}
+    assert got == expected, f"{path.relative_to(CONF_DIR)}: composed values differ from the file"
+
+
+# --------------------------------------------------------------------------------------------
+# 1. every config group option composes and validates
+# --------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", _options("algo"))
+def test_algo_option(name):
+    cfg = _compose([f"algo={name}"])
+    config = cli.to_config(cfg)
+    assert isinstance(config, Config)
+    assert config.algo.name in ALGORITHMS
+    _assert_applied(cfg, CONF_DIR / "algo" / f"{name}.yaml", "algo")
+
+
+@pytest.mark.parametrize("name", _options("env"))
+def test_env_option(name):
+    cfg = _compose([f"env={name}"])
+    config = cli.to_config(cfg)  # also runs check_env_id (registered id, MuJoCo importable)
+    assert config.budget == config.env.default_total_steps
+    _assert_applied(cfg, CONF_DIR / "env" / f"{name}.yaml", "env")
+
+
+@pytest.mark.parametrize("name", _options("device"))
+def test_device_option(name):
+    cfg = _compose([f"device={name}"])
+    _assert_applied(cfg, CONF_DIR / "device" / f"{name}.yaml", "device")
+    if name == "cuda" and not HAS_CUDA:
+        with pytest.raises(ConfigError, match="cuda"):
+            cli.to_config(cfg)
+        return
+    config = cli.to_config(cfg)
+    assert config.device.type == OmegaConf.load(CONF_DIR / "device" / f"{name}.yaml").type
+
+
+@pytest.mark.parametrize("name", _options("experiment"))
+def test_experiment_option(name):
+    cfg = _compose([f"experiment={name}"])
+    cli.to_config(cfg)
+    _assert_applied(cfg, CONF_DIR / "experiment" / f"{name}.yaml", "experiment")
+
+
+def _split_algo_env(stem: str) -> tuple[str, str]:
+    for algo in sorted(_options("algo"), key=len, reverse=True):
+        if stem.startswith(algo + "_"):
+            return algo, stem[len(algo) + 1:]
+    raise AssertionError(f"conf/algo_env/{stem}.yaml: name is not <algo>_<env> with a known algo")
+
+
+@pytest.mark.parametrize("stem", _options("algo_env"))
+def test_algo_env_option(stem):
+    algo, env = _split_algo_env(stem)
+    assert env in _options("env"), f"conf/algo_env/{stem}.yaml: no env preset {env!r}"
+    cfg = _compose([f"algo={algo}", f"env={env}"])
+    cli.to_config(cfg)
+    _assert_applied(cfg, CONF_DIR / "algo_env" / f"{stem}.yaml", "algo_env")
+
+
+def _tree_with(tmp_path: Path, files: dict[str, str]) -> Path:
+    """A copy of conf/ with extra files, for testing the defaults-list mechanics."""
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    for rel, text in files.items():
+        (conf / rel).parent.mkdir(parents=True, exist_ok=True)
+        (conf / rel).write_text(text)
+    return conf
+
+
+AE_GROUP_KEYS = "# @package _global_\nalgo:\n  max_kl: 0.0234\nenv:\n  num_envs: 3\n"
+
+
+def test_algo_env_mechanism(tmp_path):
+    """conf/algo_env may hold no presets yet: check with a synthetic one that
+    ``optional algo_env: ${algo}_${env}`` picks the file for the chosen pair, and only that pair."""
+    conf = _tree_with(tmp_path, {"algo_env/trpo_acrobot.yaml": AE_GROUP_KEYS})
+    cfg = _compose(["algo=trpo", "env=acrobot"], conf)
+    assert (cfg.algo.max_kl, cfg.env.num_envs) == (0.0234, 3)
+    cli.to_config(cfg)
+    other = _compose(["algo=npg", "env=acrobot"], conf)
+    assert (other.algo.max_kl, other.env.num_envs) == (0.01, 4)
+    # a command-line override still wins over the pair preset
+    cfg = _compose(["algo=trpo", "env=acrobot", "algo.max_kl=0.05"], conf)
+    assert cfg.algo.max_kl == 0.05
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "package bug: conf/config.yaml lists `optional algo_env` before `_self_`, so its own "
+    "top-level values (seed: 0, total_steps: null) override a top-level key that an algo_env "
+    "preset sets; only algo.*/env.* keys of an algo_env preset take effect"))
+def test_algo_env_top_level_keys_applied(tmp_path):
+    conf = _tree_with(tmp_path, {
+        "algo_env/trpo_acrobot.yaml": "# @package _global_\ntotal_steps: 12345\n"})
+    cfg = _compose(["algo=trpo", "env=acrobot"], conf)
+    assert cfg.total_steps == 12345
+
+
+def test_experiment_mechanism(tmp_path):
+    """Same for conf/experiment: a global preset applies last and may switch group options."""
+    conf = _tree_with(tmp_path, {"experiment/quick.yaml": (
+        "# @package _global_\ndefaults:\n  - override /algo: npg\n  - override /env: pendulum\n"
+        "seed: 7\ntotal_steps: 4096\n")})
+    cfg = _compose(["experiment=quick"], conf)
+    config = cli.to_config(cfg)
+    assert (config.algo.name, config.env.id, config.seed, config.budget) == ("npg", "Pendulum-v1", 7, 4096)
+
+
+# --------------------------------------------------------------------------------------------
+# 2. bad input through the real CLI
+# --------------------------------------------------------------------------------------------
+
+# (override, key that must be named, bad value that must be shown)
+BAD_INPUT = [
+    ("algo.max_kl=0", "algo.max_kl", "0"),
+    ("algo.max_kl=-1", "algo.max_kl", "-1"),
+    ("algo.cg_damping=-0.1", "algo.cg_damping", "-0.1"),
+    ("algo.gamma=1.5", "algo.gamma", "1.5"),
+    ("algo.gamma=0", "algo.gamma", "0"),
+    ("algo.gae_lambda=1.01", "algo.gae_lambda", "1.01"),
+    ("total_steps=0", "total_steps", "0"),
+    ("total_steps=-5", "total_steps", "-5"),
+    ("algo.cg_iters=0", "algo.cg_iters", "0"),
+    ("env.id=NoSuchEnv-v0", "env.id", "NoSuchEnv-v0"),
+    ("algo.foo=1", "algo.foo", "foo"),
+    ("seed=abc", "seed", "abc"),
+    ("algo=sac", "algo", "sac"),
+    ("env.num_envs=0", "env.num_envs", "0"),
+    ("algo.backtrack_coeff=1.0", "algo.backtrack_coeff", "1.0"),
+    ("algo.fvp_subsample=0", "algo.fvp_subsample", "0"),
+]
+if not HAS_CUDA:
+    BAD_INPUT.append(("device=cuda", "device", "cuda"))
+
+FULL_ERROR = "HYDRA_FULL_ERROR=1 algo.max_kl=-1"
+
+
+def _cli(args: list[str], workdir: Path, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k != "HYDRA_FULL_ERROR"}
+    env.update(extra_env or {})
+    workdir.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(
+        [sys.executable, "-m", "trpo_exp", *args, f"hydra.run.dir={workdir / 'run'}"],
+        cwd=workdir, env=env, capture_output=True, text=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def cli_results(tmp_path_factory):
+    """Every bad-input case, plus the HYDRA_FULL_ERROR one, run concurrently (each interpreter
+    start with torch costs seconds; the work is mostly import time)."""
+    base = tmp_path_factory.mktemp("cli")
+    jobs = {case[0]: ([case[0]], base / f"c{i}", None) for i, case in enumerate(BAD_INPUT)}
+    jobs[FULL_ERROR] = (["algo.max_kl=-1"], base / "full_error", {"HYDRA_FULL_ERROR": "1"})
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        futures = {name: pool.submit(_cli, *job) for name, job in jobs.items()}
+        return {name: (fut.result(), jobs[name][1]) for name, fut in futures.items()}
+
+
+@pytest.mark.parametrize("override,key,value", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
+def test_bad_input(cli_results, override, key, value):
+    proc, workdir = cli_results[override]
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert proc.returncode == 2, proc.stderr
+    assert len(lines) == 1, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert key in lines[0] and value in lines[0], lines[0]
+    if key not in ("algo.foo", "seed", "algo", "device"):  # schema checks print key=repr(value)
+        assert re.search(rf"{re.escape(key)}='?{re.escape(value)}", lines[0]), lines[0]
+    assert not list(workdir.rglob("metrics.csv")), "training started"
+    assert not list(workdir.rglob("checkpoint.pt")), "training started"
+    assert not (workdir / "runs").exists()
+    if override == "algo=sac":
+        for option in ("pg", "npg", "trpo"):
+            assert re.search(rf"\b{option}\b", lines[0]), lines[0]
+        assert "base_algo" not in lines[0]
+
+
+def test_full_error_shows_traceback(cli_results):
+    proc, workdir = cli_results[FULL_ERROR]
+    assert proc.returncode != 0
+    assert "Traceback" in proc.stderr
+    assert "algo.max_kl" in proc.stderr
+    assert not list(workdir.rglob("metrics.csv"))
+
+
+# --------------------------------------------------------------------------------------------
+# 3. MuJoCo missing
+# --------------------------------------------------------------------------------------------
+
+def test_mujoco_missing_is_a_config_error(monkeypatch):
+    """MuJoCo is installed in this venv, so the missing case is simulated. Uninstalling it or
+    poisoning sys.modules would affect other tests and gymnasium's own imports; instead
+    ``find_spec`` is replaced only as seen from the factory module (``factory.importlib.util``
+    is the shared module, so the fake delegates every other name to the real function). This
+    tests exactly the check's logic: a MuJoCo entry point + no importable ``mujoco`` -> one-line
+    ConfigError; it does not test that gymnasium itself fails without MuJoCo."""
+    real = importlib.util.find_spec
+
+    def fake_find_spec(name, *args, **kwargs):
+        return None if name == "mujoco" else real(name, *args, **kwargs)
+
+    monkeypatch.setattr(factory.importlib.util, "find_spec", fake_find_spec)
+    with pytest.raises(ConfigError, match="MuJoCo") as info:
+        factory.check_env_id("Hopper-v5")
+    assert "Hopper-v5" in str(info.value) and "\n" not in str(info.value)
+    factory.check_env_id("CartPole-v1")  # classic-control envs do not need it
+
+
+def test_mujoco_present_passes():
+    if importlib.util.find_spec("mujoco") is None:
+        pytest.skip("mujoco not installed here")
+    factory.check_env_id("Hopper-v5")
