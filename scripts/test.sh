@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/python -m pytest -n 2 tests "$@"
+.venv/bin/python -m pytest -n 2 --dist loadgroup tests "$@"

@@ -90,40 +90,31 @@ def _assert_applied(cfg, path: Path, group: str) -> None:
 # 1. every config group option composes and validates
 # --------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("name", _options("algo"))
-def test_algo_option(name):
-    cfg = _compose([f"algo={name}"])
-    config = cli.to_config(cfg)
-    assert isinstance(config, Config)
-    assert config.algo.name in ALGORITHMS
-    _assert_applied(cfg, CONF_DIR / "algo" / f"{name}.yaml", "algo")
+# Every group directory under conf/ (algo, env, device, experiment, logger, ... as they are
+# added); algo_env is special (chosen by the algo/env pair, not on its own) and tested below.
+GROUPS = sorted(p.name for p in CONF_DIR.iterdir() if p.is_dir() and p.name != "algo_env")
+GROUP_OPTIONS = [(g, n) for g in GROUPS for n in _options(g)]
 
 
-@pytest.mark.parametrize("name", _options("env"))
-def test_env_option(name):
-    cfg = _compose([f"env={name}"])
-    config = cli.to_config(cfg)  # also runs check_env_id (registered id, MuJoCo importable)
-    assert config.budget == config.env.default_total_steps
-    _assert_applied(cfg, CONF_DIR / "env" / f"{name}.yaml", "env")
+def test_groups_discovered():
+    assert {"algo", "env", "device"} <= set(GROUPS)
+    assert {"pg", "npg", "trpo"} <= set(_options("algo"))
 
 
-@pytest.mark.parametrize("name", _options("device"))
-def test_device_option(name):
-    cfg = _compose([f"device={name}"])
-    _assert_applied(cfg, CONF_DIR / "device" / f"{name}.yaml", "device")
-    if name == "cuda" and not HAS_CUDA:
+@pytest.mark.parametrize("group,name", GROUP_OPTIONS, ids=[f"{g}={n}" for g, n in GROUP_OPTIONS])
+def test_group_option(group, name):
+    path = CONF_DIR / group / f"{name}.yaml"
+    cfg = _compose([f"{group}={name}"])
+    _assert_applied(cfg, path, group)
+    if group == "device" and name == "cuda" and not HAS_CUDA:
         with pytest.raises(ConfigError, match="cuda"):
             cli.to_config(cfg)
         return
-    config = cli.to_config(cfg)
-    assert config.device.type == OmegaConf.load(CONF_DIR / "device" / f"{name}.yaml").type
-
-
-@pytest.mark.parametrize("name", _options("experiment"))
-def test_experiment_option(name):
-    cfg = _compose([f"experiment={name}"])
-    cli.to_config(cfg)
-    _assert_applied(cfg, CONF_DIR / "experiment" / f"{name}.yaml", "experiment")
+    config = cli.to_config(cfg)  # schema checks + check_env_id (MuJoCo importable) + device
+    assert isinstance(config, Config)
+    assert config.algo.name in ALGORITHMS
+    if group == "env":
+        assert config.budget == config.env.default_total_steps
 
 
 def _split_algo_env(stem: str) -> tuple[str, str]:
@@ -169,10 +160,6 @@ def test_algo_env_mechanism(tmp_path):
     assert cfg.algo.max_kl == 0.05
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "package bug: conf/config.yaml lists `optional algo_env` before `_self_`, so its own "
-    "top-level values (seed: 0, total_steps: null) override a top-level key that an algo_env "
-    "preset sets; only algo.*/env.* keys of an algo_env preset take effect"))
 def test_algo_env_top_level_keys_applied(tmp_path):
     conf = _tree_with(tmp_path, {
         "algo_env/trpo_acrobot.yaml": "# @package _global_\ntotal_steps: 12345\n"})
@@ -231,7 +218,9 @@ def _cli(args: list[str], workdir: Path, extra_env: dict | None = None) -> subpr
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory):
     """Every bad-input case, plus the HYDRA_FULL_ERROR one, run concurrently (each interpreter
-    start with torch costs seconds; the work is mostly import time)."""
+    start with torch costs ~3-4 s of CPU; it is nearly all import time). Module-scoped, so under
+    pytest-xdist use ``--dist loadgroup`` (the CLI tests share the group "cli") or every worker
+    would run the whole batch."""
     base = tmp_path_factory.mktemp("cli")
     jobs = {case[0]: ([case[0]], base / f"c{i}", None) for i, case in enumerate(BAD_INPUT)}
     jobs[FULL_ERROR] = (["algo.max_kl=-1"], base / "full_error", {"HYDRA_FULL_ERROR": "1"})
@@ -240,6 +229,7 @@ def cli_results(tmp_path_factory):
         return {name: (fut.result(), jobs[name][1]) for name, fut in futures.items()}
 
 
+@pytest.mark.xdist_group("cli")
 @pytest.mark.parametrize("override,key,value", BAD_INPUT, ids=[c[0] for c in BAD_INPUT])
 def test_bad_input(cli_results, override, key, value):
     proc, workdir = cli_results[override]
@@ -259,6 +249,7 @@ def test_bad_input(cli_results, override, key, value):
         assert "base_algo" not in lines[0]
 
 
+@pytest.mark.xdist_group("cli")
 def test_full_error_shows_traceback(cli_results):
     proc, workdir = cli_results[FULL_ERROR]
     assert proc.returncode != 0

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Optional
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from trpo_exp import cli_errors
@@ -45,18 +48,43 @@ def to_config(cfg: DictConfig) -> Config:
     return config
 
 
-def run(config: Config, run_dir: Path) -> dict:
-    """Train one run into ``run_dir`` and return its run.json content."""
+@dataclass(frozen=True)
+class RunContext:
+    """What a run needs to know about how it was launched (from Hydra, or from a test)."""
+
+    run_dir: Path
+    group: Optional[str] = None  # the multirun / experiment this run belongs to, if any
+    resolved_config: Optional[dict] = None  # the full resolved config, for W&B
+
+
+def run_name(config: Config) -> str:
+    env = config.env.id.split("/")[-1].lower().rsplit("-v", 1)[0]
+    return f"{config.algo.name}-{env}-s{config.seed}"
+
+
+def run(config: Config, context: RunContext) -> dict:
+    """Train one run into ``context.run_dir`` and return its run.json content."""
+    from dataclasses import asdict
+
+    from trpo_exp import provenance
     from trpo_exp.engine import Trainer
     from trpo_exp.progress import Progress
     from trpo_exp.record import RunRecord
+    from trpo_exp.wandb_logger import WandbMirror
 
+    run_dir = context.run_dir
+    name = run_name(config)
+    group = config.logger.group or context.group or name.rsplit("-s", 1)[0]
     trainer = Trainer(config, run_dir)
+    mirror = WandbMirror(config.logger, run_dir, name, group,
+                         tags=[config.algo.name, config.env.id, f"seed={config.seed}"],
+                         config=context.resolved_config or asdict(config))
     record = RunRecord(run_dir, {
-        "algo": config.algo.name, "env_id": config.env.id, "seed": config.seed,
-        "total_steps": config.budget, "env_steps": 0, "run_dir": str(run_dir),
-    })
-    progress = Progress(config.budget, f"{config.algo.name} {config.env.id} s{config.seed}", config.log_every)
+        "name": name, "algo": config.algo.name, "env_id": config.env.id, "seed": config.seed,
+        "total_steps": config.budget, "env_steps": 0, "run_dir": str(run_dir), "group": group,
+        "wandb_mode": config.logger.mode, "wandb_run_id": mirror.run_id, "provenance": provenance.collect(),
+    }, mirrors=[mirror])
+    progress = Progress(config.budget, name, config.log_every)
     try:
         result = trainer.train(record, progress)
     except BaseException as err:
@@ -70,6 +98,18 @@ def run(config: Config, run_dir: Path) -> dict:
     return record.info
 
 
+def hydra_context(cfg: DictConfig) -> RunContext:
+    hc = HydraConfig.get()
+    group = None
+    if hc.mode == RunMode.MULTIRUN:
+        sweep_dir = Path(hc.sweep.dir)
+        group = f"{sweep_dir.parent.name}_{sweep_dir.name}"  # e.g. 2026-11-22_00-10-00
+    elif hc.runtime.choices.get("experiment") not in (None, "null"):
+        group = hc.runtime.choices["experiment"]
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return RunContext(run_dir=Path(hc.runtime.output_dir), group=group, resolved_config=resolved)
+
+
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
@@ -79,7 +119,7 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"trpo_exp: error: {err}", file=sys.stderr)
         sys.exit(cli_errors.EXIT_CONFIG_ERROR)
-    run(config, Path(HydraConfig.get().runtime.output_dir))
+    run(config, hydra_context(cfg))
 
 
 if __name__ == "__main__":

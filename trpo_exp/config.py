@@ -17,7 +17,7 @@ ALGORITHMS = ("pg", "npg", "trpo")
 ACTIVATIONS = ("tanh", "relu")
 VECTOR_MODES = ("sync", "async")
 DEVICES = ("cpu", "cuda", "auto")
-EVAL_METRICS = ("eval", "train")
+LOGGER_MODES = ("offline", "online", "disabled")
 
 
 class ConfigError(ValueError):
@@ -155,11 +155,39 @@ class EvalConfig:
 
 
 @dataclass
+class LoggerConfig:
+    """Weights & Biases logging. The local run record (metrics.csv, run.json) is written whatever
+    happens here; W&B is a mirror of it."""
+
+    mode: str = "offline"
+    """'offline' (default: no account, no network; files in <run dir>/wandb, upload later with
+    `wandb sync`), 'online' (log to logger.project / logger.entity), or 'disabled'."""
+    project: str = "trpo_exp"
+    """W&B project name."""
+    entity: Optional[str] = None
+    """W&B entity (user or team); null = the account's default."""
+    group: Optional[str] = None
+    """W&B group; null = the multirun (or sweep) this run belongs to, else the experiment preset,
+    else '<algo>-<env>' so seeds of one setting group together."""
+    job_type: str = "train"
+    """W&B job_type."""
+    tags: List[str] = field(default_factory=list)
+    """Extra tags; algo, env and seed tags are always added."""
+    init_timeout: float = 30.0
+    """Seconds to wait for W&B to start before going on without it, > 0."""
+
+    def __post_init__(self) -> None:
+        _require(self.mode in LOGGER_MODES, "logger.mode", self.mode, f"one of {', '.join(LOGGER_MODES)}")
+        _require(self.init_timeout > 0, "logger.init_timeout", self.init_timeout, "must be > 0")
+
+
+@dataclass
 class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
     seed: int = 0
     """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
     total_steps: Optional[int] = None
@@ -193,3 +221,4 @@ def register_configs() -> None:
     cs.store(group="algo", name="base_algo", node=AlgoConfig)
     cs.store(group="env", name="base_env", node=EnvConfig)
     cs.store(group="device", name="base_device", node=DeviceConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)

@@ -10,7 +10,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, Sequence
 
 METRIC_COLUMNS = (
     "iteration", "env_steps", "episodes", "episodes_total",
@@ -36,8 +36,17 @@ def _cell(value: Any) -> Any:
     return value
 
 
+class Mirror(Protocol):
+    """A logging backend that copies the record elsewhere (W&B). It must never raise."""
+
+    def log(self, row: dict[str, Any]) -> None: ...
+
+    def finish(self, info: dict[str, Any]) -> None: ...
+
+
 class RunRecord:
-    def __init__(self, run_dir: Path, info: dict[str, Any]):
+    def __init__(self, run_dir: Path, info: dict[str, Any], mirrors: Sequence[Mirror] = ()):
+        self.mirrors = list(mirrors)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / "metrics.csv"
@@ -58,6 +67,8 @@ class RunRecord:
         self._file.flush()
         self.info["env_steps"] = row.get("env_steps", self.info.get("env_steps"))
         self.info["iterations"] = row.get("iteration", self.info.get("iterations"))
+        for mirror in self.mirrors:
+            mirror.log(row)
 
     def finish(self, **results: Any) -> None:
         self._close("finished", None, results)
@@ -69,9 +80,11 @@ class RunRecord:
         if not self._file.closed:
             self._file.close()
         self.info.update(results)
-        self.info.update(status=status, reason=reason, ended_at=_now(),
+        self.info.update(status=status, reason=reason, exit_code=0 if status == "finished" else 1, ended_at=_now(),
                          wall_time_s=time.perf_counter() - self._t0)
-        self._write_json()
+        self._write_json()  # the local record first: it must not depend on the mirrors
+        for mirror in self.mirrors:
+            mirror.finish(self.info)
 
     def _write_json(self) -> None:
         # Write to a temporary file and rename, so a crash never leaves a half-written run.json.

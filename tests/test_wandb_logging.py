@@ -1,0 +1,108 @@
+"""W&B mirror of the run record, provenance in run.json (real wandb in offline mode, real git)."""
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from trpo_exp.provenance import git_info
+from trpo_exp.wandb_offline import read_offline_run
+
+
+def cli(run_dir, *overrides, env=None, multirun=False):
+    cmd = [sys.executable, "-m", "trpo_exp", *overrides, "log_every=1000"]
+    cmd += [f"hydra.sweep.dir={run_dir}", "-m"] if multirun else [f"hydra.run.dir={run_dir}"]
+    full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=full_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result
+
+
+def test_offline_run_history_matches_metrics_csv(tmp_path):
+    run_dir = tmp_path / "run"
+    cli(run_dir, "algo=trpo", "env=cartpole", "total_steps=6144", "seed=3", "eval.every=2",
+        "eval.episodes=2", "algo.max_kl=0.02")
+    info = json.loads((run_dir / "run.json").read_text())
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    (offline_dir,) = (run_dir / "wandb").glob("offline-run-*")
+    run = read_offline_run(offline_dir)
+    assert run.warnings == []
+    assert run.run_id == info["wandb_run_id"]
+    assert run.name == "trpo-cartpole-s3" and run.group == "trpo-cartpole"
+    assert {"trpo", "CartPole-v1", "seed=3"} <= set(run.tags)
+    assert run.config["algo"]["max_kl"] == 0.02 and run.config["seed"] == 3
+    assert [row["_step"] for row in run.history] == metrics["env_steps"].tolist()
+    for row, (_, expected) in zip(run.history, metrics.iterrows()):
+        assert row["rollout/return_mean"] == expected["return_mean"]
+        assert row["train/kl"] == expected["kl"]
+        if not math.isnan(expected["eval_return_mean"]):
+            assert row["eval/return_mean"] == expected["eval_return_mean"]
+        else:
+            assert "eval/return_mean" not in row
+    assert run.summary["eval/return_mean"] == info["eval_return_mean"]
+    assert run.summary["eval/episodes"] == 2
+
+
+def test_online_without_network_falls_back_to_the_local_record(tmp_path):
+    run_dir = tmp_path / "run"
+    # A closed local port stands in for an unreachable W&B server; the key is well-formed but fake.
+    result = cli(run_dir, "env=cartpole", "total_steps=4096", "logger=wandb_online", "logger.init_timeout=15",
+                 env={"WANDB_BASE_URL": "http://127.0.0.1:9", "WANDB_API_KEY": "x" * 40, "WANDB_SILENT": "false"})
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["env_steps"] == 4096
+    assert info["wandb_run_id"] is None
+    assert len(pd.read_csv(run_dir / "metrics.csv")) == 2
+    output = result.stdout + result.stderr  # Hydra sends log records to stdout and to the run log
+    warnings = [line for line in output.splitlines() if "W&B could not start" in line]
+    assert len(warnings) == 1, output[-3000:]
+    assert "W&B could not start" in (run_dir / "__main__.log").read_text()
+
+
+def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
+    cli(tmp_path / "sweep", "env=cartpole", "total_steps=2048", "seed=1,2", "eval.episodes=1", multirun=True)
+    infos = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/run.json"))]
+    assert len(infos) == 2
+    assert infos[0]["group"] == infos[1]["group"]
+    assert infos[0]["wandb_run_id"] != infos[1]["wandb_run_id"]
+    runs = [read_offline_run(next((tmp_path / "sweep" / p).glob("wandb/offline-run-*")))
+            for p in sorted(os.listdir(tmp_path / "sweep")) if (tmp_path / "sweep" / p / "wandb").exists()]
+    assert {r.group for r in runs} == {infos[0]["group"]}
+    assert sorted(r.name for r in runs) == ["trpo-cartpole-s1", "trpo-cartpole-s2"]
+
+
+def test_provenance_fields_in_run_json(tmp_path):
+    run_dir = tmp_path / "run"
+    cli(run_dir, "env=cartpole", "total_steps=2048", "logger=none", "eval.episodes=1")
+    info = json.loads((run_dir / "run.json").read_text())
+    prov = info["provenance"]
+    import torch
+    assert prov["versions"]["torch"] == torch.__version__
+    assert set(prov["versions"]) >= {"python", "torch", "gymnasium", "mujoco", "hydra-core", "optuna", "wandb", "numpy"}
+    assert "total_steps=2048" in prov["command"]
+    assert prov["host"] and prov["cpu"] and prov["cpu_count"] >= 1
+    assert info["started_at"] <= info["ended_at"] and info["exit_code"] == 0
+    assert info["wandb_mode"] == "disabled" and info["wandb_run_id"] is None
+    assert not (run_dir / "wandb").exists()
+
+
+def test_git_dirty_flag_flips_when_a_file_changes(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    git("config", "user.email", "t@example.org")
+    git("config", "user.name", "t")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "one")
+    clean = git_info(tmp_path)
+    assert len(clean["commit"]) == 40 and clean["dirty"] is False and clean["diff"] == ""
+    (tmp_path / "a.py").write_text("x = 2\n")
+    dirty = git_info(tmp_path)
+    assert dirty["commit"] == clean["commit"] and dirty["dirty"] is True
+    assert "-x = 1" in dirty["diff"] and "+x = 2" in dirty["diff"]
+    assert git_info(tmp_path.parent / "not-a-repo-dir")["commit"] is None

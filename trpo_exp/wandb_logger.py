@@ -1,0 +1,100 @@
+"""Weights & Biases mirror of the run record.
+
+The local record (metrics.csv, run.json) is the source of truth. This mirror never stops
+training: if W&B cannot start (online without network, a bad key) or fails later (its service
+dies), it logs one warning saying what happened and switches itself off.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+from typing import Any, Optional
+
+from trpo_exp.config import LoggerConfig
+
+log = logging.getLogger("trpo_exp")
+
+# metrics.csv column -> namespaced W&B key (rollout/, train/, eval/, time/).
+WANDB_KEYS = {
+    "iteration": "train/iteration",
+    "episodes": "rollout/episodes", "episodes_total": "rollout/episodes_total",
+    "return_mean": "rollout/return_mean", "return_std": "rollout/return_std",
+    "return_min": "rollout/return_min", "return_max": "rollout/return_max",
+    "episode_length_mean": "rollout/episode_length_mean",
+    "entropy": "train/entropy", "kl": "train/kl", "surrogate_improvement": "train/surrogate_improvement",
+    "expected_improvement": "train/expected_improvement", "backtracks": "train/backtracks",
+    "step_accepted": "train/step_accepted", "value_loss": "train/value_loss",
+    "explained_variance": "train/explained_variance",
+    "eval_return_mean": "eval/return_mean", "eval_return_std": "eval/return_std",
+    "time_sample_s": "time/sample_s", "time_update_s": "time/update_s", "time_eval_s": "time/eval_s",
+    "steps_per_s": "time/steps_per_s", "wall_time_s": "time/wall_time_s",
+}
+STEP_KEY = "env_steps"  # the W&B step of every history row
+
+
+def wandb_row(row: dict[str, Any]) -> dict[str, Any]:
+    """A metrics.csv row as W&B history: namespaced keys, missing and NaN values left out."""
+    out = {}
+    for column, value in row.items():
+        if column == STEP_KEY or value is None or (isinstance(value, float) and math.isnan(value)):
+            continue
+        out[WANDB_KEYS[column]] = value
+    return out
+
+
+class WandbMirror:
+    def __init__(self, cfg: LoggerConfig, run_dir: Path, name: str, group: str, tags: list[str],
+                 config: dict[str, Any]):
+        self.cfg = cfg
+        self.run_dir = Path(run_dir)
+        self.run = None
+        self.run_id: Optional[str] = None
+        if cfg.mode == "disabled":
+            return
+        try:
+            import wandb
+
+            settings = wandb.Settings(console="off", silent=True, init_timeout=cfg.init_timeout,
+                                      x_disable_stats=True, disable_git=True, save_code=False)
+            self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group,
+                                  job_type=cfg.job_type, tags=[*tags, *cfg.tags], config=config,
+                                  dir=str(self.run_dir), mode=cfg.mode, settings=settings)
+            self.run_id = self.run.id
+        except BaseException as err:  # wandb raises its own errors, and may raise on Ctrl-C
+            if isinstance(err, KeyboardInterrupt):
+                raise
+            self._give_up("could not start", err)
+
+    def _give_up(self, what: str, err: BaseException) -> None:
+        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        log.warning("W&B %s (%s: %s); training goes on and the local record in %s is complete",
+                    what, type(err).__name__, message, self.run_dir)
+        run, self.run = self.run, None
+        if run is not None:
+            try:
+                run.finish(exit_code=1, quiet=True)
+            except BaseException:
+                pass
+
+    def log(self, row: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            self.run.log(wandb_row(row), step=int(row[STEP_KEY]))
+        except Exception as err:
+            self._give_up("stopped logging", err)
+
+    def finish(self, info: dict[str, Any]) -> None:
+        if self.run is None:
+            return
+        try:
+            for key in ("eval_return_mean", "eval_return_std", "eval_episodes"):
+                if info.get(key) is not None:
+                    self.run.summary[f"eval/{key[len('eval_'):]}"] = info[key]
+            self.run.summary["status"] = info.get("status")
+            self.run.finish(exit_code=0 if info.get("status") == "finished" else 1)
+        except Exception as err:
+            self._give_up("could not finish", err)
+        self.run = None
