@@ -67,7 +67,8 @@ def run(config: Config, context: RunContext) -> dict:
     from dataclasses import asdict
 
     from trpo_exp import provenance
-    from trpo_exp.engine import Trainer
+    from trpo_exp.engine import StopRun, Trainer
+    from trpo_exp.hooks import make_hooks
     from trpo_exp.progress import Progress
     from trpo_exp.record import RunRecord
     from trpo_exp.wandb_logger import WandbMirror
@@ -86,7 +87,10 @@ def run(config: Config, context: RunContext) -> dict:
     }, mirrors=[mirror])
     progress = Progress(config.budget, name, config.log_every)
     try:
-        result = trainer.train(record, progress)
+        result = trainer.train(record, progress, hooks=make_hooks(config, record.info))
+    except StopRun as stop:
+        record.stop(stop.status, stop.reason)
+        return record.info
     except BaseException as err:
         reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
         record.fail(reason)

@@ -182,12 +182,31 @@ class LoggerConfig:
 
 
 @dataclass
+class TrialConfig:
+    """Set by the sweep driver (sweeps/), not by hand: ties this run to an Optuna trial so that it
+    can report intermediate results to the study's storage and be pruned."""
+
+    storage: Optional[str] = None
+    """Optuna storage URL of the study; null = this run is not part of a sweep."""
+    study: Optional[str] = None
+    """Optuna study name."""
+    number: Optional[int] = None
+    """Optuna trial number."""
+    seed_index: int = 0
+    """Which of the trial's seeds this run is (0-based), >= 0."""
+
+    def __post_init__(self) -> None:
+        _require(self.seed_index >= 0, "trial.seed_index", self.seed_index, "must be >= 0")
+
+
+@dataclass
 class Config:
     algo: AlgoConfig = field(default_factory=AlgoConfig)
     env: EnvConfig = field(default_factory=EnvConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    trial: TrialConfig = field(default_factory=TrialConfig)
     seed: int = 0
     """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
     total_steps: Optional[int] = None

@@ -12,7 +12,7 @@ import time
 from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -30,6 +30,16 @@ from trpo_exp.record import RunRecord
 from trpo_exp.rollout.batch import Batch, next_state_values
 from trpo_exp.rollout.evaluate import EvalResult, evaluate
 from trpo_exp.rollout.single_path import SinglePathSampler
+
+
+class StopRun(Exception):
+    """Raised by a training hook to end a run early with a status other than 'failed'
+    (for example 'pruned' by a hyperparameter sweep). The run record keeps every row so far."""
+
+    def __init__(self, status: str, reason: str):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
 
 
 def resolve_device(kind: str) -> torch.device:
@@ -141,7 +151,10 @@ class Trainer:
 
     # --- the run ---------------------------------------------------------------------------
 
-    def train(self, record: RunRecord, progress: Optional[Progress] = None) -> EvalResult:
+    def train(self, record: RunRecord, progress: Optional[Progress] = None,
+              hooks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> EvalResult:
+        """Run to the budget. Each hook sees every logged row (after it is written) and may raise
+        StopRun to end the run early (e.g. an Optuna pruner); the record is complete either way."""
         index, result = 0, None
         start = time.perf_counter()
         while self.env_steps < self.cfg.budget:
@@ -156,6 +169,8 @@ class Trainer:
                            time_eval_s=time.perf_counter() - t)
             row["wall_time_s"] = time.perf_counter() - start
             record.log(row)
+            for hook in hooks:
+                hook(row)
             if progress is not None:
                 recent = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
                 progress.update(index, self.env_steps, recent, row["steps_per_s"])

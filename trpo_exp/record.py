@@ -76,11 +76,15 @@ class RunRecord:
     def fail(self, reason: str) -> None:
         self._close("failed", reason, {})
 
+    def stop(self, status: str, reason: str) -> None:
+        """End early on purpose (e.g. 'pruned'): not a failure, not finished either."""
+        self._close(status, reason, {})
+
     def _close(self, status: str, reason: str | None, results: dict[str, Any]) -> None:
         if not self._file.closed:
             self._file.close()
         self.info.update(results)
-        self.info.update(status=status, reason=reason, exit_code=0 if status == "finished" else 1, ended_at=_now(),
+        self.info.update(status=status, reason=reason, exit_code=1 if status == "failed" else 0, ended_at=_now(),
                          wall_time_s=time.perf_counter() - self._t0)
         self._write_json()  # the local record first: it must not depend on the mirrors
         for mirror in self.mirrors:
