@@ -30,7 +30,7 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def to_config(cfg: DictConfig) -> Config:
     """DictConfig -> validated dataclasses, plus the checks that need the outside world."""
     from trpo_exp.engine import resolve_device
-    from trpo_exp.envs.factory import check_env_id
+    from trpo_exp.envs.factory import check_env_id, check_vine_support
 
     try:
         config: Config = OmegaConf.to_object(cfg)
@@ -44,6 +44,8 @@ def to_config(cfg: DictConfig) -> Config:
             raise cause from None
         raise
     check_env_id(config.env.id)
+    if config.algo.name == "trpo_vine":
+        check_vine_support(config.env)
     resolve_device(config.device.type)
     return config
 

@@ -13,7 +13,7 @@ from typing import List, Optional
 
 from hydra.core.config_store import ConfigStore
 
-ALGORITHMS = ("pg", "npg", "trpo")
+ALGORITHMS = ("pg", "npg", "trpo", "trpo_vine")
 ACTIVATIONS = ("tanh", "relu")
 VECTOR_MODES = ("sync", "async")
 DEVICES = ("cpu", "cuda", "auto")
@@ -30,15 +30,39 @@ def _require(ok: bool, key: str, value, allowed: str) -> None:
 
 
 @dataclass
+class VineConfig:
+    """Vine sampling (paper, section 5.2): branch rollouts from states of the trunk trajectories."""
+
+    num_states: int = 64
+    """Rollout-set size: trunk states branched from per iteration, >= 1."""
+    num_actions: int = 4
+    """Actions tried per rollout state, >= 2. Continuous: sampled from the policy. Discrete: every
+    action when the action set has at most this many, else this many uniform samples."""
+    rollout_len: int = 50
+    """Steps per branch (the branch action, then the policy), >= 1; a branch cut before its
+    episode ends is bootstrapped with the value baseline."""
+    branch_batch: int = 64
+    """Branch envs stepped together with one batched policy forward pass, >= 1."""
+
+    def __post_init__(self) -> None:
+        _require(self.num_states >= 1, "algo.vine.num_states", self.num_states, "must be >= 1")
+        _require(self.num_actions >= 2, "algo.vine.num_actions", self.num_actions, "must be >= 2")
+        _require(self.rollout_len >= 1, "algo.vine.rollout_len", self.rollout_len, "must be >= 1")
+        _require(self.branch_batch >= 1, "algo.vine.branch_batch", self.branch_batch, "must be >= 1")
+
+
+@dataclass
 class AlgoConfig:
     """Policy-gradient family hyperparameters. One schema for pg, npg and trpo: they share the
     engine and differ only in the policy step (fields a step rule does not use are ignored)."""
 
     name: str = "trpo"
     """Which policy step: 'pg' (Adam on the surrogate), 'npg' (natural gradient, fixed KL-scaled
-    step), 'trpo' (natural gradient + backtracking line search on the KL constraint)."""
+    step), 'trpo' (natural gradient + backtracking line search on the KL constraint), 'trpo_vine'
+    (trpo's step on the vine estimator's objective)."""
     steps_per_iter: int = 2048
-    """Env steps collected per policy iteration, summed over all vector envs. >= num_envs."""
+    """Env steps collected per policy iteration, summed over all vector envs, >= num_envs.
+    For trpo_vine: the trunk steps (branch steps come on top and count against total_steps)."""
     gamma: float = 0.99
     """Discount factor, in (0, 1]."""
     gae_lambda: float = 0.97
@@ -76,6 +100,8 @@ class AlgoConfig:
     """Passes over the batch when fitting the value baseline, >= 1."""
     vf_batch_size: int = 256
     """Minibatch size of the value regression, >= 1."""
+    vine: VineConfig = field(default_factory=VineConfig)
+    """trpo_vine only: how the rollout set and its branches are sampled."""
 
     def __post_init__(self) -> None:
         k = "algo."
@@ -194,9 +220,17 @@ class TrialConfig:
     """Optuna trial number."""
     seed_index: int = 0
     """Which of the trial's seeds this run is (0-based), >= 0."""
+    num_seeds: int = 1
+    """How many seeds the trial runs, >= 1 (seed k of n reports iteration i as Optuna step
+    (i - 1) * n + k, so the seeds' intermediate values interleave instead of colliding)."""
 
     def __post_init__(self) -> None:
         _require(self.seed_index >= 0, "trial.seed_index", self.seed_index, "must be >= 0")
+        _require(self.num_seeds >= 1, "trial.num_seeds", self.num_seeds, "must be >= 1")
+        _require(self.seed_index < self.num_seeds, "trial.seed_index", self.seed_index,
+                 f"must be < trial.num_seeds ({self.num_seeds})")
+        _require(self.storage is None or (self.study is not None and self.number is not None),
+                 "trial.storage", self.storage, "needs trial.study and trial.number too")
 
 
 @dataclass
@@ -210,7 +244,9 @@ class Config:
     seed: int = 0
     """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
     total_steps: Optional[int] = None
-    """Training budget in env steps, > 0; null = the env preset's env.default_total_steps."""
+    """Training budget in env steps, > 0; null = the env preset's env.default_total_steps. Every
+    simulator step counts, vine branches included; a vine run ends at the first iteration at or
+    past the budget (single path meets it exactly)."""
     torch_threads: int = 1
     """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
     checkpoint_every: int = 0
@@ -227,6 +263,12 @@ class Config:
         _require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
         _require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
                  self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
+        if self.algo.name == "trpo_vine":
+            _require(self.env.vector_mode == "sync", "env.vector_mode", self.env.vector_mode,
+                     "algo=trpo_vine needs 'sync' (it saves and restores the envs' states)")
+            trunk = self.algo.steps_per_iter // self.env.num_envs * self.env.num_envs
+            _require(self.algo.vine.num_states <= trunk, "algo.vine.num_states", self.algo.vine.num_states,
+                     f"must be <= the trunk steps per iteration ({trunk})")
 
     @property
     def budget(self) -> int:

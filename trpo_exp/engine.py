@@ -17,9 +17,8 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from trpo_exp.advantage import explained_variance, gae, normalize
+from trpo_exp.advantage import explained_variance, gae
 from trpo_exp.algos import make_policy_step
-from trpo_exp.algos.common import PolicyBatch, PolicyStepStats
 from trpo_exp.algos.value import fit_value
 from trpo_exp.config import Config, ConfigError
 from trpo_exp.envs.factory import derive_seeds, make_eval_env, make_vector_env
@@ -28,6 +27,7 @@ from trpo_exp.obs_norm import RunningObsNormalizer
 from trpo_exp.progress import Progress
 from trpo_exp.record import RunRecord
 from trpo_exp.rollout.batch import Batch, next_state_values
+from trpo_exp.rollout.estimators import make_estimator
 from trpo_exp.rollout.evaluate import EvalResult, evaluate
 from trpo_exp.rollout.single_path import SinglePathSampler
 
@@ -90,18 +90,23 @@ class Trainer:
         self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=a.vf_lr)
         self.policy_step = make_policy_step(a, self.policy)
         self.sampler = SinglePathSampler(envs, seeds[:-1], self.normalizer, self.device)
+        self.estimator = make_estimator(cfg, self.normalizer, self.device)
         self.eval_env = make_eval_env(cfg.env)
-        self.env_steps = 0
+        self.env_steps = 0  # every simulator step: trunk and vine branches
+        self.branch_steps = 0
         self.episodes_total = 0
         self.recent_returns: deque[float] = deque(maxlen=20)
 
     # --- one iteration, one named function per step -------------------------------------------
 
     def collect(self) -> Batch:
+        # The last trunk shrinks to the remaining budget, so single path meets it exactly; vine's
+        # branches come on top, so a vine run ends at the first iteration at or past the budget.
         remaining = self.cfg.budget - self.env_steps
         num_envs = self.cfg.env.num_envs
         steps_per_env = min(self.cfg.algo.steps_per_iter // num_envs, math.ceil(remaining / num_envs))
-        return self.sampler.collect(self.policy, steps_per_env)
+        plan = self.estimator.snapshot_plan(steps_per_env, num_envs)
+        return self.sampler.collect(self.policy, steps_per_env, plan)
 
     @torch.no_grad()
     def compute_targets(self, batch: Batch) -> Targets:
@@ -111,16 +116,6 @@ class Trainer:
         advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.episode_end,
                          self.cfg.algo.gamma, self.cfg.algo.gae_lambda)
         return Targets(advantages=advantages, returns=advantages + values, values=values)
-
-    def update_policy(self, batch: Batch, targets: Targets) -> PolicyStepStats:
-        obs = batch.obs.flatten(0, 1)
-        actions = batch.actions.flatten(0, 1)
-        advantages = targets.advantages.flatten()
-        if self.cfg.algo.normalize_advantage:
-            advantages = normalize(advantages)
-        with torch.no_grad():
-            old_log_prob = self.policy.distribution(obs).log_prob(actions)
-        return self.policy_step(self.policy, PolicyBatch(obs, actions, advantages, old_log_prob))
 
     def update_value(self, batch: Batch, targets: Targets) -> ValueStats:
         ev = explained_variance(targets.values.flatten(), targets.returns.flatten())
@@ -135,18 +130,22 @@ class Trainer:
     def iteration(self, index: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         batch = self.collect()
-        t1 = time.perf_counter()
         targets = self.compute_targets(batch)
-        step_stats = self.update_policy(batch, targets)
+        policy_batch, branch_steps = self.estimator.policy_batch(self.policy, self.value_net, batch,
+                                                                 targets.advantages)
+        t1 = time.perf_counter()
+        step_stats = self.policy_step(self.policy, policy_batch)
         value_stats = self.update_value(batch, targets)
         t2 = time.perf_counter()
-        self.env_steps += batch.num_steps
+        self.env_steps += batch.num_steps + branch_steps
+        self.branch_steps += branch_steps
         self.episodes_total += len(batch.episode_returns)
         self.recent_returns.extend(batch.episode_returns)
-        row = {"iteration": index, "env_steps": self.env_steps, **episode_stats(batch),
+        row = {"iteration": index, "env_steps": self.env_steps, "branch_steps": self.branch_steps,
+               **episode_stats(batch),
                "episodes_total": self.episodes_total, **asdict(step_stats), **asdict(value_stats),
                "time_sample_s": t1 - t0, "time_update_s": t2 - t1,
-               "steps_per_s": batch.num_steps / (t2 - t0)}
+               "steps_per_s": (batch.num_steps + branch_steps) / (t2 - t0)}
         return row
 
     # --- the run ---------------------------------------------------------------------------
@@ -196,6 +195,7 @@ class Trainer:
 
     def close(self) -> None:
         self.sampler.close()
+        self.estimator.close()
         self.eval_env.close()
 
 

@@ -10,5 +10,11 @@ Hook = Callable[[dict[str, Any]], None]
 
 
 def make_hooks(config: Config, run_info: dict[str, Any]) -> list[Hook]:
-    """The hooks this run needs; none for a plain run."""
-    return []
+    """The hooks this run needs; none for a plain run. A run that belongs to an Optuna trial
+    (``config.trial.storage`` set by the sweep driver) reports to it and can be pruned."""
+    hooks: list[Hook] = []
+    if config.trial.storage is not None:
+        from trpo_exp.trial_report import TrialReporter  # optuna is only imported by sweep runs
+
+        hooks.append(TrialReporter(config.trial))
+    return hooks

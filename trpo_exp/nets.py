@@ -38,9 +38,19 @@ class Policy(nn.Module):
     def distribution(self, obs: torch.Tensor) -> Distribution:
         raise NotImplementedError
 
+    def draw_noise(self, batch_shape: tuple[int, ...]) -> torch.Tensor:
+        """The randomness of sampling, drawn from torch's generator: standard normal for Gaussian
+        policies, uniform(0, 1) for categorical ones. Kept separate from the policy so that vine
+        branches can share one noise sequence (common random numbers)."""
+        raise NotImplementedError
+
+    def sample_from_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """Deterministic map (obs, noise) -> action distributed as pi(.|obs) for noise ~ draw_noise."""
+        raise NotImplementedError
+
     def sample(self, obs: torch.Tensor) -> torch.Tensor:
         """Draw actions for a batch of observations (the rollout's hot path, no grad)."""
-        raise NotImplementedError
+        return self.sample_from_noise(obs, self.draw_noise(obs.shape[:-1]))
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         """The deterministic action used for evaluation (mean / most likely action)."""
@@ -67,9 +77,11 @@ class GaussianPolicy(Policy):
         std = self.log_std.exp().expand_as(mean)
         return Independent(Normal(mean, std, validate_args=False), 1, validate_args=False)
 
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        mean = self.mean_net(obs)
-        return mean + self.log_std.exp() * torch.randn_like(mean)
+    def draw_noise(self, batch_shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randn(*batch_shape, self.log_std.shape[0], device=self.log_std.device)
+
+    def sample_from_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        return self.mean_net(obs) + self.log_std.exp() * noise
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean_net(obs)
@@ -83,9 +95,14 @@ class CategoricalPolicy(Policy):
     def distribution(self, obs: torch.Tensor) -> Distribution:
         return Categorical(logits=self.logits_net(obs), validate_args=False)
 
-    def sample(self, obs: torch.Tensor) -> torch.Tensor:
-        probs = torch.softmax(self.logits_net(obs), dim=-1)
-        return torch.multinomial(probs, 1).squeeze(-1)
+    def draw_noise(self, batch_shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.rand(*batch_shape, device=next(self.parameters()).device)
+
+    def sample_from_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        # Inverse-CDF sampling: the first action whose cumulative probability exceeds the noise.
+        cdf = torch.softmax(self.logits_net(obs), dim=-1).cumsum(dim=-1)
+        action = torch.searchsorted(cdf, noise.unsqueeze(-1)).squeeze(-1)
+        return action.clamp(max=cdf.shape[-1] - 1)  # guard against cdf[-1] rounding below 1
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return self.logits_net(obs).argmax(dim=-1)

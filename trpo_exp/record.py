@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol, Sequence
 
 METRIC_COLUMNS = (
-    "iteration", "env_steps", "episodes", "episodes_total",
+    "iteration", "env_steps", "branch_steps", "episodes", "episodes_total",
     "return_mean", "return_std", "return_min", "return_max", "episode_length_mean",
     "entropy", "kl", "surrogate_improvement", "expected_improvement", "backtracks", "step_accepted",
     "value_loss", "explained_variance",

@@ -19,7 +19,7 @@ log = logging.getLogger("trpo_exp")
 # metrics.csv column -> namespaced W&B key (rollout/, train/, eval/, time/).
 WANDB_KEYS = {
     "iteration": "train/iteration",
-    "episodes": "rollout/episodes", "episodes_total": "rollout/episodes_total",
+    "branch_steps": "rollout/branch_steps", "episodes": "rollout/episodes", "episodes_total": "rollout/episodes_total",
     "return_mean": "rollout/return_mean", "return_std": "rollout/return_std",
     "return_min": "rollout/return_min", "return_max": "rollout/return_max",
     "episode_length_mean": "rollout/episode_length_mean",

@@ -1,4 +1,8 @@
-"""What every policy step shares: its input batch, the surrogate objective and its stats."""
+"""What every policy step shares: its input batch, the surrogate objective and its stats.
+
+A policy step works on any batch object with ``obs`` (the states where the KL constraint is
+measured) and ``surrogate(policy)`` (the objective to improve): PolicyBatch here for single-path
+sampling, VineBatch (trpo_exp.rollout.vine) for vine sampling."""
 
 from __future__ import annotations
 
@@ -17,6 +21,9 @@ class PolicyBatch:
     actions: torch.Tensor
     advantages: torch.Tensor
     old_log_prob: torch.Tensor
+
+    def surrogate(self, policy: Policy) -> torch.Tensor:
+        return surrogate(policy, self)
 
 
 @dataclass(frozen=True)

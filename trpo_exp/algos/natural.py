@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl, surrogate
+from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl
 from trpo_exp.nets import Policy
 from trpo_exp.optim.cg import conjugate_gradient
 from trpo_exp.optim.fisher import fisher_vector_product
@@ -32,7 +32,7 @@ class NaturalStep:
 def natural_step(policy: Policy, batch: PolicyBatch, max_kl: float, cg_iters: int, cg_tol: float,
                  damping: float, fvp_obs: torch.Tensor) -> NaturalStep:
     params = list(policy.parameters())
-    g = flat_grad(surrogate(policy, batch), params)
+    g = flat_grad(batch.surrogate(policy), params)
     fvp = fisher_vector_product(policy, fvp_obs, damping)
     x = conjugate_gradient(fvp, g, cg_iters, cg_tol)
     x_f_x = torch.dot(x, fvp(x))
@@ -73,14 +73,14 @@ class NaturalGradient:
         old_params = flat_params(params)
         with torch.no_grad():
             old_dist = policy.distribution(batch.obs)
-            old_objective = float(surrogate(policy, batch))
+            old_objective = float(batch.surrogate(policy))
         step = natural_step(policy, batch, self.max_kl, self.cg_iters, self.cg_tol, self.damping,
                             self._fvp_obs(batch.obs))
 
         def try_step(fraction: float) -> tuple[float, float]:
             set_flat_params(params, old_params + fraction * step.full_step)
             with torch.no_grad():
-                return float(surrogate(policy, batch)) - old_objective, float(mean_kl(policy, batch.obs, old_dist))
+                return float(batch.surrogate(policy)) - old_objective, float(mean_kl(policy, batch.obs, old_dist))
 
         if self.line_search is None:
             improvement, kl = try_step(1.0)

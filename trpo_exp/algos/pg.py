@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl, surrogate
+from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl
 from trpo_exp.nets import Policy
 
 
@@ -18,12 +18,12 @@ class VanillaPolicyGradient:
         entropy = mean_entropy(policy, batch.obs)
         with torch.no_grad():
             old = policy.distribution(batch.obs)
-        objective = surrogate(policy, batch)
+        objective = batch.surrogate(policy)
         self.optimizer.zero_grad()
         (-objective).backward()
         self.optimizer.step()
         with torch.no_grad():
-            improvement = float(surrogate(policy, batch) - objective)
+            improvement = float(batch.surrogate(policy) - objective)
             kl = float(mean_kl(policy, batch.obs, old))
         return PolicyStepStats(kl=kl, surrogate_improvement=improvement, expected_improvement=math.nan,
                                backtracks=0, step_accepted=True, entropy=entropy)

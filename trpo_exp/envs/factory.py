@@ -26,6 +26,20 @@ def check_env_id(env_id: str) -> None:
                           f"pip install 'gymnasium[mujoco]'")
 
 
+def check_vine_support(cfg: EnvConfig) -> None:
+    """Vine sampling restores saved simulator states: refuse envs that cannot, before any work."""
+    from trpo_exp.envs.snapshot import SnapshotUnsupported, snapshot
+
+    env = _make_one(cfg)()
+    try:
+        env.reset(seed=0)
+        snapshot(env)
+    except SnapshotUnsupported as err:
+        raise ConfigError(f"algo=trpo_vine is not allowed with env.id={cfg.id!r}: {err}") from None
+    finally:
+        env.close()
+
+
 def _make_one(cfg: EnvConfig):
     def thunk() -> gym.Env:
         kwargs = {"disable_env_checker": True}  # the checker costs time on every step

@@ -27,6 +27,8 @@ class Batch:
     episode_returns: tuple[float, ...]
     """Undiscounted returns of the training episodes that ended in this batch."""
     episode_lengths: tuple[int, ...]
+    rollout_states: tuple = ()
+    """Vine sampling only: the saved trunk states to branch from (RolloutState)."""
 
     @property
     def episode_end(self) -> torch.Tensor:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from typing import Optional
+
 import gymnasium as gym
 import numpy as np
 import torch
 
 from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
+from trpo_exp.envs.snapshot import snapshot
 from trpo_exp.rollout.batch import Batch
+from trpo_exp.rollout.vine import RolloutState
 
 
 class SinglePathSampler:
@@ -35,13 +39,19 @@ class SinglePathSampler:
         return a if self.discrete else np.clip(a, self.low, self.high)
 
     @torch.no_grad()
-    def collect(self, policy: Policy, steps_per_env: int) -> Batch:
+    def collect(self, policy: Policy, steps_per_env: int,
+                snapshot_plan: Optional[dict[int, list[int]]] = None) -> Batch:
+        """Run ``steps_per_env`` steps in every env. ``snapshot_plan`` {step: [env indices]} saves
+        the simulator state of those envs just before those steps (the vine's rollout set)."""
         n = self.envs.num_envs
+        rollout_states = []
         obs, actions, rewards, terminated, truncated, final_obs = [], [], [], [], [], []
         raw_seen, returns, lengths = [], [], []
         normalized = self.normalizer(self.raw_obs)
         for _ in range(steps_per_env):
             obs_t = torch.as_tensor(normalized, device=self.device)
+            for i in (snapshot_plan or {}).get(len(obs), ()):
+                rollout_states.append(RolloutState(snapshot(self.envs.envs[i]), normalized[i].copy()))
             action = policy.sample(obs_t)
             raw_next, reward, term, trunc, info = self.envs.step(self._to_env(action))
             obs.append(obs_t)
@@ -76,6 +86,7 @@ class SinglePathSampler:
             final_obs=as_tensor(final_obs, torch.float32).reshape(-1, obs_dim),
             episode_returns=tuple(returns),
             episode_lengths=tuple(lengths),
+            rollout_states=tuple(rollout_states),
         )
 
     def close(self) -> None:
