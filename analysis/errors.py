@@ -1,0 +1,9 @@
+"""The one exception type the analysis raises for user mistakes (bad path, empty selection, ...).
+
+``str(err)`` is a single line; ``python -m analysis.report`` prints it as ``analysis: error: ...``
+and exits non-zero instead of showing a traceback.
+"""
+
+
+class AnalysisError(Exception):
+    """A user-facing problem with the selection or the options; the message is one line."""

@@ -1,0 +1,77 @@
+"""Run configs -> parameter columns, and which parameters tell runs apart ("settings").
+
+A *setting* is what a row of a paper table stands for: an algorithm plus the hyperparameters that
+differ between its runs in one environment (a sweep's max_kl and cg_damping, say). Seeds, trial
+bookkeeping and logging options never make a new setting. Parameters are found generically from the
+flattened config, so new config keys (the sweep's ``trial.*``) need no code here.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import pandas as pd
+
+# Config keys that identify a run or its logistics, not the algorithm: never a hyperparameter.
+NOT_HYPERPARAMS = ("seed", "trial.", "logger.", "device.", "torch_threads", "log_every", "checkpoint_every",
+                   "eval.every", "algo.name", "env.id")
+# Sweep bookkeeping shown next to the parameters whenever a run has it.
+TRIAL_KEYS = ("trial.study", "trial.number")
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts -> dotted keys; lists become JSON text so every value is hashable and one type."""
+    out: dict[str, Any] = {}
+    if isinstance(tree, dict):
+        for key, value in tree.items():
+            out.update(flatten(value, f"{prefix}{key}."))
+    elif prefix:
+        out[prefix[:-1]] = json.dumps(tree) if isinstance(tree, (list, tuple)) else tree
+    return out
+
+
+def config_table(configs: pd.Series) -> pd.DataFrame:
+    """One row per run (index as ``configs``), one column per flattened config key."""
+    rows = [flatten(json.loads(text)) if text else {} for text in configs]
+    return pd.DataFrame.from_records(rows, index=configs.index)
+
+
+def is_hyperparam(key: str, ignore: Iterable[str] = NOT_HYPERPARAMS) -> bool:
+    return not any(key == p or (p.endswith(".") and key.startswith(p)) for p in ignore)
+
+
+def varying_keys(table: pd.DataFrame, cells: pd.DataFrame) -> list[str]:
+    """Hyperparameter keys whose value differs between runs of one (env, algo) cell.
+
+    Within a cell, not overall: pg and trpo legitimately differ in keys the other ignores, and that
+    must not split either algorithm's seeds into separate rows.
+    """
+    keys = [k for k in table.columns if is_hyperparam(k)]
+    if not keys:
+        return []
+    varying = set()
+    for _, idx in cells.groupby(["env", "algo"], sort=False).groups.items():
+        varying.update(differing(table.loc[idx, keys]))
+    return [k for k in keys if k in varying]
+
+
+def differing(table: pd.DataFrame) -> list[str]:
+    """Columns with two or more distinct values. A key some runs lack is not a difference by itself:
+    that is a config schema change (new option with its default), marked separately by the loader."""
+    return list(table.columns[table.nunique(dropna=True) > 1])
+
+
+def label(algo: str, values: dict[str, Any]) -> str:
+    """'trpo' or 'trpo (max_kl=0.02, cg_damping=0.1)': short key names unless they would clash."""
+    if not values:
+        return algo
+    shorts = [k.rsplit(".", 1)[-1] for k in values]
+    names = shorts if len(set(shorts)) == len(shorts) else list(values)
+    return f"{algo} (" + ", ".join(f"{n}={_fmt(v)}" for n, v in zip(names, values.values())) + ")"
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return "-" if value is None or (isinstance(value, float) and value != value) else str(value)

@@ -1,0 +1,110 @@
+"""Command line: ``python -m sweeps <name> [overrides]``.
+
+  python -m sweeps trpo_cartpole                                   # run (or resume) a shipped sweep
+  python -m sweeps trpo_cartpole sweep.n_trials=40 sweep.seeds=5   # sweep.* overrides the definition
+  python -m sweeps trpo_hopper hydra/launcher=joblib hydra.launcher.n_jobs=3   # anything else goes to
+                                                                   # every run (trpo_exp overrides)
+  python -m sweeps --list                                          # the definitions in sweeps/conf/sweep/
+
+Run the same command again to resume (finished trials are kept, dead workers' trials retried), or
+in several shells / on several machines sharing sweep.storage to work on one sweep together.
+Mistakes stop the sweep before any trial starts with one line and exit status 2.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from sweeps.definition import SweepError, SweepSpec, available, load, search_space
+
+EXIT_USAGE = 2
+USAGE = "usage: python -m sweeps <name> [sweep.key=value ...] [trpo_exp overrides ...]  |  --list"
+
+
+def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
+    """``sweep.*`` overrides change the definition; everything else is a trpo_exp override of every run."""
+    sweep, run = [], []
+    for arg in args:
+        (sweep if arg.lstrip("+~").startswith("sweep.") else run).append(arg)
+    return sweep, run
+
+
+def paths(spec: SweepSpec) -> tuple[Path, str]:
+    """The sweep directory and the storage URL (relative paths made absolute: runs may start
+    elsewhere, e.g. on a cluster node)."""
+    sweep_dir = Path(spec.dir or Path("runs") / "sweeps" / spec.study).resolve()
+    url = spec.storage or f"sqlite:///{sweep_dir / 'study.db'}"
+    if url.startswith("journal:"):
+        rest = url.split(":", 1)[1]
+        url = "journal:" + str(Path(rest[2:] if rest.startswith("//") else rest).resolve())
+    return sweep_dir, url
+
+
+def pruner_spec(spec: SweepSpec, iters_per_run: int) -> dict:
+    """The study's pruner in Optuna step units: seed k of n reports iteration i as step (i-1)*n + k
+    (trpo_exp.trial_report), so an iteration count becomes n times as many steps."""
+    p, n = spec.pruner, spec.seeds
+    if p.name == "median":
+        return {"name": "median", "kwargs": {"n_startup_trials": p.n_startup_trials,
+                                             "n_warmup_steps": p.n_warmup_iters * n, "interval_steps": 1}}
+    if p.name == "hyperband":
+        if p.min_resource_iters >= iters_per_run:
+            raise SweepError(f"sweep.pruner.min_resource_iters={p.min_resource_iters} is not allowed: must be < the "
+                             f"policy iterations of one run ({iters_per_run})")
+        return {"name": "hyperband", "kwargs": {"min_resource": p.min_resource_iters * n,
+                                                "max_resource": iters_per_run * n,
+                                                "reduction_factor": p.reduction_factor}}
+    return {"name": "none", "kwargs": {}}
+
+
+def prepare(name: str, args: list[str]):
+    """Everything that can go wrong with the input, checked before any trial starts."""
+    from sweeps.launch import RunLauncher
+    from sweeps.study import SweepStudy, identity
+
+    sweep_args, run_args = split_overrides(args)
+    spec = load(name, sweep_args)
+    params = search_space(spec)
+    sweep_dir, url = paths(spec)
+    run_overrides = [*spec.overrides, *run_args]
+    launcher = RunLauncher(run_overrides, sweep_dir)
+    iters = launcher.check_space(params)
+    pruner = pruner_spec(spec, iters)
+    sweep = SweepStudy(spec, url, pruner)
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    sweep.open({**identity(spec, run_overrides), "pruner": pruner})
+    return spec, params, sweep, launcher, sweep_dir
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip() + "\n\n" + USAGE)
+        return 0 if argv else EXIT_USAGE
+    if argv[0] == "--list":
+        print("\n".join(available()))
+        return 0
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the sweep prints its own progress lines
+    try:
+        spec, params, sweep, launcher, sweep_dir = prepare(argv[0], argv[1:])
+    except SweepError as err:
+        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        print(f"sweeps: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    from sweeps.worker import Worker
+
+    print(f"sweeps: study {spec.study!r} in {sweep.url} ({spec.n_trials} trials x {spec.seeds} seeds); "
+          f"runs in {sweep_dir}", flush=True)
+    info = Worker(spec, params, sweep, launcher, sweep_dir).run()
+    print(f"sweeps: trials {json.dumps(info['trial_states'])}; best {json.dumps(info['best_trial'])}; "
+          f"report {json.dumps(info['report'])}; tables in {sweep_dir}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,220 @@
+"""The Optuna side of a sweep: open the storage, create or resume the study, hand out trials to
+workers exactly once, keep them alive with heartbeats and recover the trials of dead workers.
+
+Why trials are pre-created: with several workers, "ask while fewer than n_trials exist" races (two
+workers both see n-1 and both ask). Instead, the worker that creates the study enqueues exactly
+n_trials empty WAITING trials ("slots"); workers only ever *claim* a WAITING trial (an atomic
+WAITING -> RUNNING in the storage) and never create one, so the study can never hold more than
+n_trials live trials. The sampler fills in a slot's parameters when it is claimed. A slot whose
+worker dies is failed by the heartbeat check and re-queued with the same parameters (Optuna's
+RetryHeartbeatStaleTrialCallback), so it is neither lost nor run twice.
+
+The final re-run of the best parameters is a one-slot study of its own (``<study>.report``), so
+exactly one worker does it, with the same claim / heartbeat / retry machinery.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import threading
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import numpy as np
+import optuna
+import optuna.storages._heartbeat  # is_heartbeat_enabled: not re-exported by optuna.storages
+from optuna.trial import FrozenTrial, TrialState
+
+from sweeps.launch import is_hydra_override
+from sweeps.definition import SweepError, SweepSpec, enqueued, search_space, tuning_seeds
+from trpo_exp.trial_report import PRUNER_ATTR, open_storage
+
+SLOT_ATTR = "sweep:slot"  # system attr of a pre-created trial: its slot index (kept by retries)
+FAILURE_ATTR = "sweep:failure"  # system attr of a trial whose runs raised (a real error)
+LEASE_ATTR = "sweep:heartbeat"  # heartbeat for storages without Optuna's heartbeat (journal)
+DEFINITION_ATTR = "sweep:definition"  # study user attr: what defines the results (see identity())
+N_TRIALS_ATTR = "sweep:n_trials"  # study user attr, set once all slots exist
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+warnings.filterwarnings("ignore", category=FutureWarning, module="optuna")
+
+
+def identity(spec: SweepSpec, run_overrides: list[str]) -> dict[str, Any]:
+    """What must not change while a study is resumed: the space, the runs' settings (launcher
+    choices aside, they do not change results), the tuning seeds and the objective."""
+    return {"space": [asdict(p) for p in search_space(spec)],
+            "overrides": [o for o in run_overrides if not is_hydra_override(o)],
+            "seeds": tuning_seeds(spec), "objective": asdict(spec.objective)}
+
+
+class SweepStudy:
+    """One worker's handle on the sweep's studies (the main one and the report one)."""
+
+    def __init__(self, spec: SweepSpec, url: str, pruner: dict[str, Any]):
+        self.spec = spec
+        self.url = url
+        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
+        try:
+            with _init_lock(url):
+                self.storage = open_storage(url, spec.heartbeat_interval, spec.grace_period, self.retry)
+                self.storage.get_all_studies()  # touch it: unreachable or invalid storages fail here
+        except Exception as err:  # SQLAlchemy, OS and driver errors alike
+            raise SweepError(f"sweep.storage={url!r} is not usable: {type(err).__name__}: "
+                             f"{str(err).splitlines()[0] if str(err) else ''}") from None
+        self.optuna_heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(self.storage)
+        self.pruner_spec = pruner
+
+    # --- creating / resuming --------------------------------------------------------------
+
+    def open(self, definition: dict[str, Any]) -> None:
+        from trpo_exp.trial_report import make_pruner
+
+        with _init_lock(self.url):
+            self.study = self._create_or_load(self.spec.study, make_pruner(self.pruner_spec))
+            self.report = self._create_or_load(self.spec.study + ".report", None)
+            if DEFINITION_ATTR not in self.study.user_attrs:  # a new study: define it, then its slots
+                self.study.set_user_attr(DEFINITION_ATTR, definition)
+                self.study.set_user_attr(PRUNER_ATTR, self.pruner_spec)
+                self.report.enqueue_trial({}, user_attrs={"kind": "report"})
+            stored = self.study.user_attrs[DEFINITION_ATTR]
+            if json.dumps(stored, sort_keys=True) != json.dumps(definition, sort_keys=True):
+                changed = sorted(k for k in definition if stored.get(k) != definition[k])
+                raise SweepError(f"sweep.study={self.spec.study!r} already exists in {self.url} with a different "
+                                 f"{', '.join(changed)}: resume it unchanged, or choose a new sweep.study/sweep.dir")
+            self._add_slots(self.spec.n_trials)
+
+    def _create_or_load(self, name: str, pruner) -> optuna.Study:
+        return optuna.create_study(study_name=name, storage=self.storage, direction="maximize",
+                                   pruner=pruner, load_if_exists=True)
+
+    def _add_slots(self, n_trials: int) -> None:
+        have = int(self.study.user_attrs.get(N_TRIALS_ATTR, 0))
+        if n_trials < have:
+            raise SweepError(f"sweep.n_trials={n_trials} is not allowed: study {self.spec.study!r} already has "
+                             f"{have} trials planned")
+        fixed = enqueued(self.spec)
+        for slot in range(have, n_trials):
+            self._enqueue_slot(slot, fixed_params=fixed[slot] if slot < len(fixed) else {})
+        self.study.set_user_attr(N_TRIALS_ATTR, n_trials)
+
+    def _enqueue_slot(self, slot: int, **system_attrs: Any) -> None:
+        # "fixed_params" is how Optuna's own enqueue_trial passes parameters to the trial's suggest_*.
+        self.study.add_trial(optuna.trial.create_trial(
+            state=TrialState.WAITING, system_attrs={"fixed_params": {}, SLOT_ATTR: slot, **system_attrs}))
+
+    def replace_failed(self, trial: FrozenTrial) -> bool:
+        """Give a slot whose runs raised a fresh trial (new parameters), up to max_failed_trials."""
+        failed = [t for t in self.study.get_trials(deepcopy=False) if FAILURE_ATTR in t.system_attrs]
+        if len(failed) > self.spec.max_failed_trials:
+            return False
+        self._enqueue_slot(trial.system_attrs.get(SLOT_ATTR, -1), **{"sweep:replaces": trial.number})
+        return True
+
+    # --- claiming and finishing -------------------------------------------------------------
+
+    def claim(self, study: optuna.Study) -> Optional[FrozenTrial]:
+        """Atomically take a WAITING trial of ``study`` (WAITING -> RUNNING), or None."""
+        self.recover_stale(study)
+        for t in study.get_trials(deepcopy=False, states=(TrialState.WAITING,)):
+            try:
+                if self.storage.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                    self.beat(t._trial_id)
+                    return self.storage.get_trial(t._trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    def new_trial(self, study: optuna.Study, frozen: FrozenTrial) -> optuna.Trial:
+        """The Trial object of a claimed trial, with a sampler seeded from (sampler.seed, number)
+        so the parameters do not depend on which worker claimed it."""
+        seed = int(np.random.SeedSequence([self.spec.sampler.seed, frozen.number]).generate_state(1)[0])
+        if self.spec.sampler.name == "random":
+            study.sampler = optuna.samplers.RandomSampler(seed=seed)
+        else:
+            study.sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.spec.sampler.n_startup_trials,
+                                                       multivariate=True, constant_liar=True)
+        return optuna.Trial(study, frozen._trial_id)
+
+    def pending(self, study: optuna.Study) -> int:
+        """Trials not finished yet (waiting, or running in some worker, maybe a dead one)."""
+        return len(study.get_trials(deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)))
+
+    # --- heartbeats ---------------------------------------------------------------------------
+
+    def beat(self, trial_id: int) -> None:
+        if self.optuna_heartbeat:
+            self.storage.record_heartbeat(trial_id)
+        else:
+            self.storage.set_trial_system_attr(trial_id, LEASE_ATTR, time.time())
+
+    @contextmanager
+    def heartbeat(self, trial_id: int) -> Iterator[None]:
+        """Beat for ``trial_id`` every heartbeat_interval seconds while the block runs."""
+        stop = threading.Event()
+
+        def loop() -> None:
+            while not stop.wait(self.spec.heartbeat_interval):
+                try:
+                    self.beat(trial_id)
+                except optuna.exceptions.UpdateFinishedTrialError:
+                    return
+                except Exception as err:  # a transient storage error must not kill the trial
+                    print(f"sweeps: heartbeat of trial id {trial_id} failed: {err}", flush=True)
+
+        thread = threading.Thread(target=loop, name=f"heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+    def recover_stale(self, study: optuna.Study) -> None:
+        """Fail RUNNING trials whose worker stopped beating; the retry callback re-queues each with
+        the same parameters. Only one worker can fail a given trial, so only one retry is made."""
+        if self.optuna_heartbeat:
+            optuna.storages.fail_stale_trials(study)
+            return
+        deadline = time.time() - self.spec.grace_period
+        for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            last = t.system_attrs.get(LEASE_ATTR)
+            if last is None or last >= deadline:
+                continue
+            try:
+                if self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
+                    self.retry(study, self.storage.get_trial(t._trial_id))
+            except optuna.exceptions.UpdateFinishedTrialError:
+                pass
+
+
+@contextmanager
+def _init_lock(url: str) -> Iterator[None]:
+    """Serialise storage and study creation between workers of one machine for SQLite / journal
+    files (table creation and the first slots are not atomic); other storages need no lock."""
+    path = _local_file(url)
+    if path is None:
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(str(path) + ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _local_file(url: str) -> Optional[Path]:
+    if url.startswith("journal:"):
+        rest = url.split(":", 1)[1]
+        return Path(rest[2:] if rest.startswith("//") else rest)
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return Path(url[len("sqlite:///"):])
+    return None
+
+
