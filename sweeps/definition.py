@@ -170,7 +170,10 @@ def load(name: str, overrides: List[str]) -> SweepSpec:
 
     from trpo_exp.cli_errors import one_line
 
+    from hydra.core.global_hydra import GlobalHydra
+
     register()
+    GlobalHydra.instance().clear()  # a RunLauncher of an earlier sweep in this process may hold it
     if name not in available():
         raise SweepError(f"unknown sweep {name!r}: one of {', '.join(available())}")
     try:

@@ -20,6 +20,21 @@ METRIC_COLUMNS = (
     "eval_return_mean", "eval_return_std",
     "time_sample_s", "time_update_s", "time_eval_s", "steps_per_s", "wall_time_s",
 )
+# metrics.csv column -> namespaced W&B key (rollout/, train/, eval/, time/).
+WANDB_KEYS = {
+    "iteration": "train/iteration",
+    "branch_steps": "rollout/branch_steps", "episodes": "rollout/episodes", "episodes_total": "rollout/episodes_total",
+    "return_mean": "rollout/return_mean", "return_std": "rollout/return_std",
+    "return_min": "rollout/return_min", "return_max": "rollout/return_max",
+    "episode_length_mean": "rollout/episode_length_mean",
+    "entropy": "train/entropy", "kl": "train/kl", "surrogate_improvement": "train/surrogate_improvement",
+    "expected_improvement": "train/expected_improvement", "backtracks": "train/backtracks",
+    "step_accepted": "train/step_accepted", "value_loss": "train/value_loss",
+    "explained_variance": "train/explained_variance",
+    "eval_return_mean": "eval/return_mean", "eval_return_std": "eval/return_std",
+    "time_sample_s": "time/sample_s", "time_update_s": "time/update_s", "time_eval_s": "time/eval_s",
+    "steps_per_s": "time/steps_per_s", "wall_time_s": "time/wall_time_s",
+}
 # Columns that measure the machine, not the algorithm: excluded from reproducibility comparisons.
 TIME_COLUMNS = ("time_sample_s", "time_update_s", "time_eval_s", "steps_per_s", "wall_time_s")
 

@@ -13,24 +13,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trpo_exp.config import LoggerConfig
+from trpo_exp.record import WANDB_KEYS
 
 log = logging.getLogger("trpo_exp")
 
-# metrics.csv column -> namespaced W&B key (rollout/, train/, eval/, time/).
-WANDB_KEYS = {
-    "iteration": "train/iteration",
-    "branch_steps": "rollout/branch_steps", "episodes": "rollout/episodes", "episodes_total": "rollout/episodes_total",
-    "return_mean": "rollout/return_mean", "return_std": "rollout/return_std",
-    "return_min": "rollout/return_min", "return_max": "rollout/return_max",
-    "episode_length_mean": "rollout/episode_length_mean",
-    "entropy": "train/entropy", "kl": "train/kl", "surrogate_improvement": "train/surrogate_improvement",
-    "expected_improvement": "train/expected_improvement", "backtracks": "train/backtracks",
-    "step_accepted": "train/step_accepted", "value_loss": "train/value_loss",
-    "explained_variance": "train/explained_variance",
-    "eval_return_mean": "eval/return_mean", "eval_return_std": "eval/return_std",
-    "time_sample_s": "time/sample_s", "time_update_s": "time/update_s", "time_eval_s": "time/eval_s",
-    "steps_per_s": "time/steps_per_s", "wall_time_s": "time/wall_time_s",
-}
 STEP_KEY = "env_steps"  # the W&B step of every history row
 
 

@@ -22,7 +22,7 @@ import yaml
 
 from analysis.errors import AnalysisError
 from analysis.sources.base import STEP, Batch, Candidate, numeric_columns, run_row
-from trpo_exp.wandb_logger import WANDB_KEYS
+from trpo_exp.record import WANDB_KEYS
 
 NAME = "records"
 FILES = ("run.json", "metrics.csv", os.path.join(".hydra", "config.yaml"))
