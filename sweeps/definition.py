@@ -292,7 +292,8 @@ def _param(name: str, node: Dict[str, Any]) -> Param:
         choices = node.get("choices")
         _require(isinstance(choices, list) and len(choices) > 0, key + ".choices", choices, "a non-empty list")
         return Param(name, kind, choices=tuple(choices))
-    low, high, log = node.get("low"), node.get("high"), bool(node.get("log", False))
+    low, high, log = node.get("low"), node.get("high"), node.get("log", False)
+    _require(isinstance(log, bool), key + ".log", log, "true or false")
     for bound, value in (("low", low), ("high", high)):
         _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                  f"{key}.{bound}", value, "a finite number")

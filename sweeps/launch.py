@@ -71,7 +71,7 @@ class RunLauncher:
                 hydra_context=HydraContext(config_loader=self.hydra.config_loader, callbacks=Callbacks(self.config)),
                 task_function=train_run, config=self.config)
         except (HydraException, OmegaConfBaseException) as err:
-            raise SweepError(f"run overrides {list(run_overrides)}: {one_line(err)}") from None
+            raise SweepError(f"in the runs' overrides: {one_line(err)}") from None
         self._errors = (HydraException, OmegaConfBaseException)
         self._one_line = one_line
         self.next_job = 0

@@ -201,7 +201,7 @@ def _init_lock(url: str) -> Iterator[None]:
         yield
         return
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(str(path) + ".lock", "a") as fh:
+    with open(str(path) + ".sweep-init-lock", "a") as fh:  # not ".lock": Optuna's journal lock uses that name
         fcntl.flock(fh, fcntl.LOCK_EX)
         try:
             yield

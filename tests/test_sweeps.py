@@ -4,7 +4,8 @@ Every sweep here is TRPO on CartPole with a tiny budget (4096 steps, 512 per ite
 iterations per run, about a second) and logger=none.
 1. A tiny sweep (4 trials x 2 seeds, joblib launcher) completes and writes its tables and report.
 2. A sweep killed with SIGKILL mid-trial and run again keeps its finished trials, retries the
-   interrupted one (same parameters) and ends with exactly n_trials COMPLETE trials.
+   interrupted one (same parameters) and ends with exactly n_trials COMPLETE trials (SQLite and
+   journal-file storage).
 3. Two workers on one storage at the same time: every trial runs once, none is duplicated.
 4. A trial in a clearly bad region (delta = 1e-6, enqueued after good ones) is pruned early.
 5. Bad input: one line on stderr and exit status 2 before any trial starts.
@@ -42,8 +43,10 @@ def run_sweep(sweep_dir: Path, *extra: str, timeout: float = 150) -> subprocess.
     return subprocess.run(sweep_cmd(sweep_dir, *extra), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
 
 
-def load(sweep_dir: Path, name: str = "trpo_cartpole") -> optuna.Study:
-    return optuna.load_study(study_name=name, storage=f"sqlite:///{sweep_dir / 'study.db'}")
+def load(sweep_dir: Path, name: str = "trpo_cartpole", storage: str | None = None) -> optuna.Study:
+    from trpo_exp.trial_report import open_storage
+
+    return optuna.load_study(study_name=name, storage=open_storage(storage or f"sqlite:///{sweep_dir / 'study.db'}"))
 
 
 def states(study: optuna.Study) -> dict[str, int]:
@@ -82,9 +85,13 @@ def test_tiny_sweep_completes_and_writes_tables(tmp_path):
     assert json.loads((sweep_dir / "report" / "s1000" / "run.json").read_text())["status"] == "finished"
 
 
-def test_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path):
+@pytest.mark.parametrize("journal", [False, True], ids=["sqlite", "journal"])
+def test_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, journal):
+    """SQLite uses Optuna's heartbeat; a journal file (no heartbeat in Optuna) the sweep's own lease."""
     sweep_dir = tmp_path / "sweep"
-    args = ("sweep.n_trials=4", "sweep.pruner.name=none", *FAST_HEARTBEAT)
+    storage = f"journal:{tmp_path / 'journal.log'}" if journal else None
+    args = ("sweep.n_trials=4", "sweep.pruner.name=none", *FAST_HEARTBEAT,
+            *([f"sweep.storage={storage}"] if storage else []))
     proc = subprocess.Popen(sweep_cmd(sweep_dir, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     target = sweep_dir / "trials" / "0001" / "s0" / "run.json"  # the second trial has started
@@ -93,14 +100,14 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path):
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    before = {t.number: t for t in load(sweep_dir).trials}
+    before = {t.number: t for t in load(sweep_dir, storage=storage).trials}
     interrupted = [t for t in before.values() if t.state == TrialState.RUNNING]
     finished = {n: t for n, t in before.items() if t.state == TrialState.COMPLETE}
     assert len(interrupted) == 1 and len(finished) >= 1, {n: t.state for n, t in before.items()}
 
     rerun = run_sweep(sweep_dir, *args)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    after = load(sweep_dir).trials
+    after = load(sweep_dir, storage=storage).trials
     complete = [t for t in after if t.state == TrialState.COMPLETE]
     assert len(complete) == 4
     for n, t in finished.items():  # kept as they were, not run again
@@ -157,7 +164,8 @@ BAD_INPUT = [
     (["sweep.space.algo.max_kl={low:0.01,high:0.01}"], "empty"),
     (["sweep.space.algo.cg_damping.low=0"], "log scale"),
     (["sweep.space.algo.max_kl={low:-1,high:0.1}"], "log scale"),
-    (["sweep.space.algo.cg_damping={low:-1,high:1}"], "cg_damping"),  # linear: refused by the run config
+    (["sweep.space.algo.cg_damping={low:-1,high:1,log:false}"], "algo.cg_damping=-1.0"),  # run config: >= 0
+    (["sweep.space.algo.max_kl.log=maybe"], "true or false"),
     (["sweep.sampler.name=grid"], "sampler.name"),
     (["sweep.pruner.name=percentile"], "pruner.name"),
     (["sweep.storage=sqlite:////proc/no/such/dir/study.db"], "storage"),

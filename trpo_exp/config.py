@@ -94,7 +94,7 @@ class AlgoConfig:
     expected improvement (0 = any improvement), in [0, 1)."""
     fvp_subsample: float = 1.0
     """npg/trpo: fraction of the batch used for Fisher-vector products, in (0, 1] (paper: 0.1)."""
-    vf_lr: float = 1e-3
+    vf_lr: float = 3e-3
     """Adam learning rate of the value baseline, > 0."""
     vf_epochs: int = 5
     """Passes over the batch when fitting the value baseline, >= 1."""
