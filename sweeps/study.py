@@ -58,7 +58,9 @@ class SweepStudy:
     def __init__(self, spec: SweepSpec, url: str, pruner: dict[str, Any]):
         self.spec = spec
         self.url = url
-        self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
         try:
             with _init_lock(url):
                 self.storage = open_storage(url, spec.heartbeat_interval, spec.grace_period, self.retry)

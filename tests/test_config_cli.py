@@ -104,7 +104,7 @@ def test_groups_discovered():
 @pytest.mark.parametrize("group,name", GROUP_OPTIONS, ids=[f"{g}={n}" for g, n in GROUP_OPTIONS])
 def test_group_option(group, name):
     path = CONF_DIR / group / f"{name}.yaml"
-    cfg = _compose([f"{group}={name}"])
+    cfg = _compose([f"{group}={name}", *_without_pair_preset(group, name)])
     _assert_applied(cfg, path, group)
     if group == "device" and name == "cuda" and not HAS_CUDA:
         with pytest.raises(ConfigError, match="cuda"):
@@ -115,6 +115,19 @@ def test_group_option(group, name):
     assert config.algo.name in ALGORITHMS
     if group == "env":
         assert config.budget == config.env.default_total_steps
+
+
+def _without_pair_preset(group: str, name: str) -> list[str]:
+    """A partner choice with no conf/algo_env/<algo>_<env>.yaml, so the option's own values are
+    what gets composed (a pair preset is applied after them and may override them)."""
+    if group not in ("algo", "env"):
+        return []
+    other = "env" if group == "algo" else "algo"
+    for candidate in _options(other):
+        algo, env = (name, candidate) if group == "algo" else (candidate, name)
+        if not (CONF_DIR / "algo_env" / f"{algo}_{env}.yaml").exists():
+            return [f"{other}={candidate}"]
+    raise AssertionError(f"every {other} has a pair preset with {group}={name}")
 
 
 def _split_algo_env(stem: str) -> tuple[str, str]:
