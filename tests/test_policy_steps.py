@@ -23,7 +23,8 @@ def step_and_measure(trainer: Trainer):
     batch = trainer.collect()
     targets = trainer.compute_targets(batch)
     old_policy = copy.deepcopy(trainer.policy)
-    stats = trainer.update_policy(batch, targets)
+    policy_batch, _ = trainer.estimator.policy_batch(trainer.policy, trainer.value_net, batch, targets.advantages)
+    stats = trainer.policy_step(trainer.policy, policy_batch)
     trainer.update_value(batch, targets)
     obs = batch.obs.flatten(0, 1)
     with torch.no_grad():
