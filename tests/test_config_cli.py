@@ -212,6 +212,11 @@ BAD_INPUT = [
     ("env.num_envs=0", "env.num_envs", "0"),
     ("algo.backtrack_coeff=1.0", "algo.backtrack_coeff", "1.0"),
     ("algo.fvp_subsample=0", "algo.fvp_subsample", "0"),
+    # vine: an env that cannot restore its state, and the rollout-set sizes
+    ("algo=trpo_vine env.id=FrozenLake-v1", "env.id", "FrozenLake-v1"),
+    ("algo=trpo_vine algo.vine.num_actions=1", "algo.vine.num_actions", "1"),
+    ("algo=trpo_vine algo.vine.rollout_len=0", "algo.vine.rollout_len", "0"),
+    ("algo=trpo_vine algo.vine.num_states=0", "algo.vine.num_states", "0"),
 ]
 if not HAS_CUDA:
     BAD_INPUT.append(("device=cuda", "device", "cuda"))
@@ -235,7 +240,7 @@ def cli_results(tmp_path_factory):
     pytest-xdist use ``--dist loadgroup`` (the CLI tests share the group "cli") or every worker
     would run the whole batch."""
     base = tmp_path_factory.mktemp("cli")
-    jobs = {case[0]: ([case[0]], base / f"c{i}", None) for i, case in enumerate(BAD_INPUT)}
+    jobs = {case[0]: (case[0].split(), base / f"c{i}", None) for i, case in enumerate(BAD_INPUT)}
     jobs[FULL_ERROR] = (["algo.max_kl=-1"], base / "full_error", {"HYDRA_FULL_ERROR": "1"})
     with ThreadPoolExecutor(max_workers=4) as pool:
         futures = {name: pool.submit(_cli, *job) for name, job in jobs.items()}
@@ -298,3 +303,9 @@ def test_mujoco_present_passes():
     if importlib.util.find_spec("mujoco") is None:
         pytest.skip("mujoco not installed here")
     factory.check_env_id("Hopper-v5")
+
+
+@pytest.mark.xdist_group("cli")
+def test_vine_on_an_env_without_snapshots_says_why_and_what_to_use(cli_results):
+    proc, _ = cli_results["algo=trpo_vine env.id=FrozenLake-v1"]
+    assert "vine sampling needs a resettable simulator (use algo=trpo)" in proc.stderr
