@@ -106,3 +106,45 @@ def test_git_dirty_flag_flips_when_a_file_changes(tmp_path):
     assert dirty["commit"] == clean["commit"] and dirty["dirty"] is True
     assert "-x = 1" in dirty["diff"] and "+x = 2" in dirty["diff"]
     assert git_info(tmp_path.parent / "not-a-repo-dir")["commit"] is None
+
+
+def _wandb_service_of(pid):
+    """PIDs of the wandb-core service processes started for the process ``pid``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                cmd = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+            except OSError:
+                continue
+            if cmd and cmd[0].endswith(b"wandb-core") and b"--pid" in cmd and cmd[cmd.index(b"--pid") + 1] == str(pid).encode():
+                found.append(int(entry))
+    return found
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the wandb service through /proc")
+def test_training_goes_on_when_the_wandb_service_dies(tmp_path):
+    import signal
+    import time
+
+    run_dir = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "trpo_exp", "env=cartpole", "total_steps=40000",
+                             f"hydra.run.dir={run_dir}", "log_every=1000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "WANDB_SILENT": "true"})
+    deadline = time.time() + 120
+    metrics = run_dir / "metrics.csv"
+    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+        time.sleep(0.1)
+    services = _wandb_service_of(proc.pid)
+    assert services, "no wandb service found for the run"
+    for pid in services:
+        os.kill(pid, signal.SIGKILL)  # W&B's service dies mid-run
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr[-3000:]
+    output = stdout + stderr
+    assert "Traceback" not in output
+    assert len([line for line in output.splitlines() if "W&B stopped logging" in line]) == 1, output[-3000:]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["env_steps"] == 40000
+    assert len(pd.read_csv(metrics)) == 20  # 40000 steps / 2048 per iteration, rounded up

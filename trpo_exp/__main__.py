@@ -8,7 +8,9 @@ HYDRA_FULL_ERROR=1 shows the traceback instead.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -64,6 +66,14 @@ def run_name(config: Config) -> str:
     return f"{config.algo.name}-{env}-s{config.seed}"
 
 
+class Terminated(BaseException):
+    """SIGTERM (a cluster's time limit, `kill`): end like Ctrl-C, with the record closed."""
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated("terminated by SIGTERM")
+
+
 def run(config: Config, context: RunContext) -> dict:
     """Train one run into ``context.run_dir`` and return its run.json content."""
     from dataclasses import asdict
@@ -88,16 +98,25 @@ def run(config: Config, context: RunContext) -> dict:
         "wandb_mode": config.logger.mode, "wandb_run_id": mirror.run_id, "provenance": provenance.collect(),
     }, mirrors=[mirror])
     progress = Progress(config.budget, name, config.log_every)
+    in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
+    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         result = trainer.train(record, progress, hooks=make_hooks(config, record.info))
     except StopRun as stop:
         record.stop(stop.status, stop.reason)
         return record.info
     except BaseException as err:
-        reason = "interrupted" if isinstance(err, KeyboardInterrupt) else f"{type(err).__name__}: {err}"
+        if isinstance(err, KeyboardInterrupt):
+            reason = "interrupted (Ctrl-C)"
+        elif isinstance(err, Terminated):
+            reason = str(err)
+        else:
+            reason = f"{type(err).__name__}: {err}"
         record.fail(reason)
         raise
     finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous_handler)
         progress.close()
         trainer.close()
     record.finish(eval_return_mean=result.mean, eval_return_std=result.std, eval_episodes=len(result.returns))
@@ -125,7 +144,14 @@ def main(cfg: DictConfig) -> None:
             raise
         print(f"trpo_exp: error: {err}", file=sys.stderr)
         sys.exit(cli_errors.EXIT_CONFIG_ERROR)
-    run(config, hydra_context(cfg))
+    context = hydra_context(cfg)
+    try:
+        run(config, context)
+    except (KeyboardInterrupt, Terminated) as stop:
+        # The run record is already closed as failed with the reason; no traceback for this.
+        what = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
+        print(f"trpo_exp: {what}; the run record in {context.run_dir} is closed (status failed)", file=sys.stderr)
+        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 143)
 
 
 if __name__ == "__main__":

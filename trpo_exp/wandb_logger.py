@@ -61,8 +61,16 @@ class WandbMirror:
         if run is not None:
             try:
                 run.finish(exit_code=1, quiet=True)
-            except BaseException:
+            except (Exception, SystemExit):
                 pass
+        # Shut wandb's service connection down now: otherwise its exit hook meets the broken
+        # connection again when Python exits and prints a traceback after the run ended fine.
+        try:
+            import wandb
+
+            wandb.teardown()
+        except (Exception, SystemExit):
+            pass
 
     def log(self, row: dict[str, Any]) -> None:
         if self.run is None:
