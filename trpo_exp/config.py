@@ -245,8 +245,8 @@ class Config:
     """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
     total_steps: Optional[int] = None
     """Training budget in env steps, > 0; null = the env preset's env.default_total_steps. Every
-    simulator step counts, vine branches included; a vine run ends at the first iteration at or
-    past the budget (single path meets it exactly)."""
+    simulator step counts, vine branches included. The last iteration shrinks to fit: single path
+    meets the budget exactly; vine ends at most a little under it (branches can end early)."""
     torch_threads: int = 1
     """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
     checkpoint_every: int = 0

@@ -90,7 +90,7 @@ class Trainer:
         self.value_optimizer = torch.optim.Adam(self.value_net.parameters(), lr=a.vf_lr)
         self.policy_step = make_policy_step(a, self.policy)
         self.sampler = SinglePathSampler(envs, seeds[:-1], self.normalizer, self.device)
-        self.estimator = make_estimator(cfg, self.normalizer, self.device)
+        self.estimator = make_estimator(cfg, self.normalizer, self.device, envs.single_action_space)
         self.eval_env = make_eval_env(cfg.env)
         self.env_steps = 0  # every simulator step: trunk and vine branches
         self.branch_steps = 0
@@ -100,12 +100,16 @@ class Trainer:
     # --- one iteration, one named function per step -------------------------------------------
 
     def collect(self) -> Batch:
-        # The last trunk shrinks to the remaining budget, so single path meets it exactly; vine's
-        # branches come on top, so a vine run ends at the first iteration at or past the budget.
-        remaining = self.cfg.budget - self.env_steps
+        """One iteration's trunk. When the rest of the budget is smaller than a full iteration
+        (trunk plus the estimator's branch steps at most), the trunk and the rollout set shrink in
+        proportion: single path then meets the budget exactly; vine branches that end early cost
+        less than their bound, so vine may take a few shrinking iterations (see budget_left)."""
         num_envs = self.cfg.env.num_envs
-        steps_per_env = min(self.cfg.algo.steps_per_iter // num_envs, math.ceil(remaining / num_envs))
-        plan = self.estimator.snapshot_plan(steps_per_env, num_envs)
+        trunk_per_env = self.cfg.algo.steps_per_iter // num_envs
+        full = trunk_per_env * num_envs + self.estimator.branch_steps_bound
+        scale = min(1.0, (self.cfg.budget - self.env_steps) / full)
+        steps_per_env = max(1, math.ceil(trunk_per_env * scale))
+        plan = self.estimator.snapshot_plan(steps_per_env, num_envs, scale)
         return self.sampler.collect(self.policy, steps_per_env, plan)
 
     @torch.no_grad()
@@ -150,16 +154,21 @@ class Trainer:
 
     # --- the run ---------------------------------------------------------------------------
 
+    def budget_left(self) -> bool:
+        """Single path runs to the exact budget. Vine stops once less than 5% of a full
+        iteration's branch bound is left: an iteration that small would estimate nothing useful."""
+        return self.cfg.budget - self.env_steps > self.estimator.branch_steps_bound // 20
+
     def train(self, record: RunRecord, progress: Optional[Progress] = None,
               hooks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> EvalResult:
         """Run to the budget. Each hook sees every logged row (after it is written) and may raise
         StopRun to end the run early (e.g. an Optuna pruner); the record is complete either way."""
         index, result = 0, None
         start = time.perf_counter()
-        while self.env_steps < self.cfg.budget:
+        while self.budget_left():
             index += 1
             row = self.iteration(index)
-            last = self.env_steps >= self.cfg.budget
+            last = not self.budget_left()
             every = self.cfg.eval.every
             if last or (every > 0 and index % every == 0):
                 t = time.perf_counter()
@@ -175,6 +184,8 @@ class Trainer:
                 progress.update(index, self.env_steps, recent, row["steps_per_s"])
             if self.cfg.checkpoint_every and index % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint(index)
+            if last:
+                break
         self.save_checkpoint(index)
         return result
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional, Protocol
 
+import gymnasium as gym
 import torch
 
 from trpo_exp.advantage import normalize
@@ -22,7 +23,11 @@ from trpo_exp.rollout.vine import VineBrancher, choose_rollout_states
 
 
 class Estimator(Protocol):
-    def snapshot_plan(self, steps_per_env: int, num_envs: int) -> Optional[dict[int, list[int]]]: ...
+    branch_steps_bound: int
+    """At most this many extra simulator steps (branches) per full iteration; 0 for single path."""
+
+    def snapshot_plan(self, steps_per_env: int, num_envs: int, scale: float) -> Optional[dict[int, list[int]]]:
+        """Where to save states during the trunk; ``scale`` < 1 on a shortened last iteration."""
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
                      advantages: torch.Tensor) -> tuple[object, int]: ...
@@ -31,10 +36,12 @@ class Estimator(Protocol):
 
 
 class SinglePathEstimator:
+    branch_steps_bound = 0
+
     def __init__(self, normalize_advantage: bool):
         self.normalize_advantage = normalize_advantage
 
-    def snapshot_plan(self, steps_per_env: int, num_envs: int) -> None:
+    def snapshot_plan(self, steps_per_env: int, num_envs: int, scale: float) -> None:
         return None
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
@@ -53,12 +60,18 @@ class SinglePathEstimator:
 
 
 class VineEstimator:
-    def __init__(self, cfg: Config, normalizer: RunningObsNormalizer, device: torch.device):
+    def __init__(self, cfg: Config, normalizer: RunningObsNormalizer, device: torch.device,
+                 action_space: gym.Space):
         self.vine = cfg.algo.vine
         self.brancher = VineBrancher(cfg.env, self.vine, cfg.algo.gamma, normalizer, device)
+        actions = self.vine.num_actions
+        if isinstance(action_space, gym.spaces.Discrete):
+            actions = min(actions, int(action_space.n))  # a small set is enumerated
+        self.branch_steps_bound = self.vine.num_states * actions * self.vine.rollout_len
 
-    def snapshot_plan(self, steps_per_env: int, num_envs: int) -> dict[int, list[int]]:
-        return choose_rollout_states(steps_per_env, num_envs, min(self.vine.num_states, steps_per_env * num_envs))
+    def snapshot_plan(self, steps_per_env: int, num_envs: int, scale: float) -> dict[int, list[int]]:
+        num_states = max(1, round(self.vine.num_states * scale))
+        return choose_rollout_states(steps_per_env, num_envs, min(num_states, steps_per_env * num_envs))
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
                      advantages: torch.Tensor):
@@ -68,7 +81,8 @@ class VineEstimator:
         self.brancher.close()
 
 
-def make_estimator(cfg: Config, normalizer: RunningObsNormalizer, device: torch.device) -> Estimator:
+def make_estimator(cfg: Config, normalizer: RunningObsNormalizer, device: torch.device,
+                   action_space: gym.Space) -> Estimator:
     if cfg.algo.name == "trpo_vine":
-        return VineEstimator(cfg, normalizer, device)
+        return VineEstimator(cfg, normalizer, device, action_space)
     return SinglePathEstimator(cfg.algo.normalize_advantage)
