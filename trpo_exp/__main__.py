@@ -154,5 +154,13 @@ def main(cfg: DictConfig) -> None:
         sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 143)
 
 
+def _multirun_flag_first(argv: list[str]) -> list[str]:
+    """Hydra's argparse takes overrides only as one contiguous run, so `seed=0,1 -m total_steps=9`
+    would fail with a usage dump; moving -m/--multirun to the front accepts it anywhere."""
+    flags = [a for a in argv[1:] if a in ("-m", "--multirun")]
+    return [argv[0], *flags, *[a for a in argv[1:] if a not in ("-m", "--multirun")]]
+
+
 if __name__ == "__main__":
+    sys.argv = _multirun_flag_first(sys.argv)
     main()
