@@ -144,7 +144,9 @@ def test_training_goes_on_when_the_wandb_service_dies(tmp_path):
     assert proc.returncode == 0, stderr[-3000:]
     output = stdout + stderr
     assert "Traceback" not in output
-    assert len([line for line in output.splitlines() if "W&B stopped logging" in line]) == 1, output[-3000:]
+    # One warning, whichever W&B call meets the dead service first (a log, or the final finish).
+    warnings = [line for line in output.splitlines() if "training goes on and the local record" in line]
+    assert len(warnings) == 1, output[-3000:]
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["env_steps"] == 40000
     assert len(pd.read_csv(metrics)) == 20  # 40000 steps / 2048 per iteration, rounded up
