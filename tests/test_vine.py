@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from trpo_exp.config import EnvConfig, VineConfig
+from trpo_exp.envs.factory import make_eval_env
 from trpo_exp.envs.snapshot import register_family, snapshot
 from trpo_exp.nets import CategoricalPolicy, GaussianPolicy, ValueNet, make_policy
 from trpo_exp.obs_norm import RunningObsNormalizer
@@ -79,7 +80,7 @@ def exact_q(policy: CategoricalPolicy) -> np.ndarray:
 
 def trunk_states(env_id: str, policy, count: int, seed: int = 0):
     """Snapshots of ``count`` consecutive states visited by the policy (one env, resets included)."""
-    env = gym.make(env_id, disable_env_checker=True)
+    env = make_eval_env(EnvConfig(id=env_id))  # made as the project makes its envs (same wrappers)
     normalizer = RunningObsNormalizer(env.observation_space.shape, 10.0, enabled=False)
     obs, _ = env.reset(seed=seed)
     states = []

@@ -10,6 +10,7 @@ import numpy as np
 from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from trpo_exp.config import ConfigError, EnvConfig
+from trpo_exp.envs.snapshot import register_wrapper
 
 
 def check_env_id(env_id: str) -> None:
@@ -40,12 +41,26 @@ def check_vine_support(cfg: EnvConfig) -> None:
         env.close()
 
 
+class DiscardStepInfo(gym.Wrapper):
+    """Drops the per-step info dict, which nothing here reads. The vector env merges every info
+    key of every env into arrays on every step; for the MuJoCo envs (eight keys) that merge cost
+    ~15% of the sampling rate (Hopper-v5, 8 envs: 4124 -> 4801 steps/s, median of 7). The final
+    observation of an episode is added by the vector env itself and is not affected."""
+
+    def step(self, action):
+        obs, reward, terminated, truncated, _ = self.env.step(action)
+        return obs, reward, terminated, truncated, {}
+
+
+register_wrapper(DiscardStepInfo, ())  # stateless: snapshots of wrapped envs stay complete
+
+
 def _make_one(cfg: EnvConfig):
     def thunk() -> gym.Env:
         kwargs = {"disable_env_checker": True}  # the checker costs time on every step
         if cfg.max_episode_steps is not None:
             kwargs["max_episode_steps"] = cfg.max_episode_steps
-        return gym.make(cfg.id, **kwargs)
+        return DiscardStepInfo(gym.make(cfg.id, **kwargs))
     return thunk
 
 
