@@ -220,6 +220,8 @@ BAD_INPUT = [
 ]
 if not HAS_CUDA:
     BAD_INPUT.append(("device=cuda", "device", "cuda"))
+if importlib.util.find_spec("Box2D") is None:  # registered with gymnasium, but not creatable here
+    BAD_INPUT.append(("env.id=LunarLander-v3", "env.id", "LunarLander-v3"))
 
 FULL_ERROR = "HYDRA_FULL_ERROR=1 algo.max_kl=-1"
 

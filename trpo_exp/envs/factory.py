@@ -25,6 +25,11 @@ def check_env_id(env_id: str) -> None:
     if "mujoco" in entry and importlib.util.find_spec("mujoco") is None:
         raise ConfigError(f"env.id={env_id!r} needs MuJoCo, which is not installed: "
                           f"pip install 'gymnasium[mujoco]'")
+    try:  # registered is not enough: its extras (Box2D, Atari, ...) may be missing
+        gym.make(env_id, disable_env_checker=True).close()
+    except Exception as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise ConfigError(f"env.id={env_id!r} cannot be created here: {reason}") from None
 
 
 def check_vine_support(cfg: EnvConfig) -> None:
