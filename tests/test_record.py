@@ -35,3 +35,17 @@ def test_sigterm_mid_run_closes_the_record_as_failed_and_keeps_every_row(tmp_pat
     assert [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))
     assert all(list(r) == list(METRIC_COLUMNS) and r["env_steps"] for r in rows)
     assert info["env_steps"] == int(rows[-1]["env_steps"])
+
+
+def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_path):
+    def run(tag, *overrides):
+        run_dir = tmp_path / tag
+        result = subprocess.run([sys.executable, "-m", "trpo_exp", *overrides, "logger=none", "eval.episodes=1",
+                                 f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return json.loads((run_dir / "run.json").read_text())
+
+    exact = run("exact", "env=cartpole", "total_steps=5000")  # 2048 + 2048 + a shrunken 904
+    assert exact["env_steps"] == 5000 and exact["iterations"] == 3
+    tiny = run("tiny", "algo=trpo_vine", "env=cartpole", "total_steps=100")
+    assert tiny["status"] == "finished" and tiny["iterations"] == 1 and 0 < tiny["env_steps"] <= 200

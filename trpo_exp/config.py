@@ -246,7 +246,8 @@ class Config:
     total_steps: Optional[int] = None
     """Training budget in env steps, > 0; null = the env preset's env.default_total_steps. Every
     simulator step counts, vine branches included. The last iteration shrinks to fit: single path
-    meets the budget exactly; vine ends at most a little under it (branches can end early)."""
+    meets the budget exactly (rounded up to a multiple of env.num_envs); vine ends within 5% of one
+    iteration's branch bound of it. At least one iteration always runs."""
     torch_threads: int = 1
     """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
     checkpoint_every: int = 0

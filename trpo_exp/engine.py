@@ -167,7 +167,7 @@ class Trainer:
         StopRun to end the run early (e.g. an Optuna pruner); the record is complete either way."""
         index, result = 0, None
         start = time.perf_counter()
-        while self.budget_left():
+        while index == 0 or self.budget_left():  # at least one iteration, however small the budget
             index += 1
             row = self.iteration(index)
             last = not self.budget_left()
