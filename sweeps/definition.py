@@ -9,6 +9,7 @@ checks everything that can be checked without the outside world. Each failed che
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
+
+from trpo_exp.config import require
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 SAMPLERS = ("tpe", "random")
@@ -28,9 +31,7 @@ class SweepError(ValueError):
     """A user-facing mistake in a sweep definition or its environment; ``str(err)`` is one line."""
 
 
-def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
-    if not ok:
-        raise SweepError(f"{key}={value!r} is not allowed: {allowed}")
+_require = functools.partial(require, error=SweepError)
 
 
 @dataclass(frozen=True)

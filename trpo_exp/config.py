@@ -24,9 +24,10 @@ class ConfigError(ValueError):
     """A user-facing configuration mistake; ``str(err)`` is a one-line message."""
 
 
-def _require(ok: bool, key: str, value, allowed: str) -> None:
+def require(ok: bool, key: str, value, allowed: str, error: type[Exception] = ConfigError) -> None:
+    """The one-line check used by every schema here (and by sweeps/, with its own error type)."""
     if not ok:
-        raise ConfigError(f"{key}={value!r} is not allowed: {allowed}")
+        raise error(f"{key}={value!r} is not allowed: {allowed}")
 
 
 @dataclass
@@ -45,10 +46,10 @@ class VineConfig:
     """Branch envs stepped together with one batched policy forward pass, >= 1."""
 
     def __post_init__(self) -> None:
-        _require(self.num_states >= 1, "algo.vine.num_states", self.num_states, "must be >= 1")
-        _require(self.num_actions >= 2, "algo.vine.num_actions", self.num_actions, "must be >= 2")
-        _require(self.rollout_len >= 1, "algo.vine.rollout_len", self.rollout_len, "must be >= 1")
-        _require(self.branch_batch >= 1, "algo.vine.branch_batch", self.branch_batch, "must be >= 1")
+        require(self.num_states >= 1, "algo.vine.num_states", self.num_states, "must be >= 1")
+        require(self.num_actions >= 2, "algo.vine.num_actions", self.num_actions, "must be >= 2")
+        require(self.rollout_len >= 1, "algo.vine.rollout_len", self.rollout_len, "must be >= 1")
+        require(self.branch_batch >= 1, "algo.vine.branch_batch", self.branch_batch, "must be >= 1")
 
 
 @dataclass
@@ -105,28 +106,28 @@ class AlgoConfig:
 
     def __post_init__(self) -> None:
         k = "algo."
-        _require(self.name in ALGORITHMS, k + "name", self.name, f"one of {', '.join(ALGORITHMS)}")
-        _require(self.steps_per_iter >= 1, k + "steps_per_iter", self.steps_per_iter, "must be >= 1")
-        _require(0.0 < self.gamma <= 1.0, k + "gamma", self.gamma, "must be in (0, 1]")
-        _require(0.0 < self.gae_lambda <= 1.0, k + "gae_lambda", self.gae_lambda, "must be in (0, 1]")
-        _require(len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
+        require(self.name in ALGORITHMS, k + "name", self.name, f"one of {', '.join(ALGORITHMS)}")
+        require(self.steps_per_iter >= 1, k + "steps_per_iter", self.steps_per_iter, "must be >= 1")
+        require(0.0 < self.gamma <= 1.0, k + "gamma", self.gamma, "must be in (0, 1]")
+        require(0.0 < self.gae_lambda <= 1.0, k + "gae_lambda", self.gae_lambda, "must be in (0, 1]")
+        require(len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
                  k + "hidden_sizes", list(self.hidden_sizes), "a non-empty list of positive widths")
-        _require(self.activation in ACTIVATIONS, k + "activation", self.activation,
+        require(self.activation in ACTIVATIONS, k + "activation", self.activation,
                  f"one of {', '.join(ACTIVATIONS)}")
-        _require(self.lr > 0, k + "lr", self.lr, "must be > 0")
-        _require(self.max_kl > 0, k + "max_kl", self.max_kl, "must be > 0")
-        _require(self.cg_iters >= 1, k + "cg_iters", self.cg_iters, "must be >= 1")
-        _require(self.cg_tol >= 0, k + "cg_tol", self.cg_tol, "must be >= 0")
-        _require(self.cg_damping >= 0, k + "cg_damping", self.cg_damping, "must be >= 0")
-        _require(0.0 < self.backtrack_coeff < 1.0, k + "backtrack_coeff", self.backtrack_coeff,
+        require(self.lr > 0, k + "lr", self.lr, "must be > 0")
+        require(self.max_kl > 0, k + "max_kl", self.max_kl, "must be > 0")
+        require(self.cg_iters >= 1, k + "cg_iters", self.cg_iters, "must be >= 1")
+        require(self.cg_tol >= 0, k + "cg_tol", self.cg_tol, "must be >= 0")
+        require(self.cg_damping >= 0, k + "cg_damping", self.cg_damping, "must be >= 0")
+        require(0.0 < self.backtrack_coeff < 1.0, k + "backtrack_coeff", self.backtrack_coeff,
                  "must be in (0, 1)")
-        _require(self.backtrack_iters >= 1, k + "backtrack_iters", self.backtrack_iters, "must be >= 1")
-        _require(0.0 <= self.accept_ratio < 1.0, k + "accept_ratio", self.accept_ratio, "must be in [0, 1)")
-        _require(0.0 < self.fvp_subsample <= 1.0, k + "fvp_subsample", self.fvp_subsample,
+        require(self.backtrack_iters >= 1, k + "backtrack_iters", self.backtrack_iters, "must be >= 1")
+        require(0.0 <= self.accept_ratio < 1.0, k + "accept_ratio", self.accept_ratio, "must be in [0, 1)")
+        require(0.0 < self.fvp_subsample <= 1.0, k + "fvp_subsample", self.fvp_subsample,
                  "must be in (0, 1]")
-        _require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
-        _require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
-        _require(self.vf_batch_size >= 1, k + "vf_batch_size", self.vf_batch_size, "must be >= 1")
+        require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
+        require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
+        require(self.vf_batch_size >= 1, k + "vf_batch_size", self.vf_batch_size, "must be >= 1")
 
 
 @dataclass
@@ -149,13 +150,13 @@ class EnvConfig:
     """The budget used when the top-level total_steps is null; each preset sets its own."""
 
     def __post_init__(self) -> None:
-        _require(self.num_envs >= 1, "env.num_envs", self.num_envs, "must be >= 1")
-        _require(self.vector_mode in VECTOR_MODES, "env.vector_mode", self.vector_mode,
+        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "must be >= 1")
+        require(self.vector_mode in VECTOR_MODES, "env.vector_mode", self.vector_mode,
                  f"one of {', '.join(VECTOR_MODES)}")
-        _require(self.max_episode_steps is None or self.max_episode_steps >= 1,
+        require(self.max_episode_steps is None or self.max_episode_steps >= 1,
                  "env.max_episode_steps", self.max_episode_steps, "null or >= 1")
-        _require(self.clip_obs > 0, "env.clip_obs", self.clip_obs, "must be > 0")
-        _require(self.default_total_steps >= 1, "env.default_total_steps", self.default_total_steps,
+        require(self.clip_obs > 0, "env.clip_obs", self.clip_obs, "must be > 0")
+        require(self.default_total_steps >= 1, "env.default_total_steps", self.default_total_steps,
                  "must be >= 1")
 
 
@@ -165,7 +166,7 @@ class DeviceConfig:
     """'cpu', 'cuda' (fails when no GPU is visible) or 'auto' (cuda when available, else cpu)."""
 
     def __post_init__(self) -> None:
-        _require(self.type in DEVICES, "device.type", self.type, f"one of {', '.join(DEVICES)}")
+        require(self.type in DEVICES, "device.type", self.type, f"one of {', '.join(DEVICES)}")
 
 
 @dataclass
@@ -176,8 +177,8 @@ class EvalConfig:
     """Episodes per evaluation of the deterministic (mean-action) policy on a separate env, >= 1."""
 
     def __post_init__(self) -> None:
-        _require(self.every >= 0, "eval.every", self.every, "must be >= 0")
-        _require(self.episodes >= 1, "eval.episodes", self.episodes, "must be >= 1")
+        require(self.every >= 0, "eval.every", self.every, "must be >= 0")
+        require(self.episodes >= 1, "eval.episodes", self.episodes, "must be >= 1")
 
 
 @dataclass
@@ -203,8 +204,8 @@ class LoggerConfig:
     """Seconds to wait for W&B to start before going on without it, > 0."""
 
     def __post_init__(self) -> None:
-        _require(self.mode in LOGGER_MODES, "logger.mode", self.mode, f"one of {', '.join(LOGGER_MODES)}")
-        _require(self.init_timeout > 0, "logger.init_timeout", self.init_timeout, "must be > 0")
+        require(self.mode in LOGGER_MODES, "logger.mode", self.mode, f"one of {', '.join(LOGGER_MODES)}")
+        require(self.init_timeout > 0, "logger.init_timeout", self.init_timeout, "must be > 0")
 
 
 @dataclass
@@ -225,11 +226,11 @@ class TrialConfig:
     (i - 1) * n + k, so the seeds' intermediate values interleave instead of colliding)."""
 
     def __post_init__(self) -> None:
-        _require(self.seed_index >= 0, "trial.seed_index", self.seed_index, "must be >= 0")
-        _require(self.num_seeds >= 1, "trial.num_seeds", self.num_seeds, "must be >= 1")
-        _require(self.seed_index < self.num_seeds, "trial.seed_index", self.seed_index,
+        require(self.seed_index >= 0, "trial.seed_index", self.seed_index, "must be >= 0")
+        require(self.num_seeds >= 1, "trial.num_seeds", self.num_seeds, "must be >= 1")
+        require(self.seed_index < self.num_seeds, "trial.seed_index", self.seed_index,
                  f"must be < trial.num_seeds ({self.num_seeds})")
-        _require(self.storage is None or (self.study is not None and self.number is not None),
+        require(self.storage is None or (self.study is not None and self.number is not None),
                  "trial.storage", self.storage, "needs trial.study and trial.number too")
 
 
@@ -256,19 +257,19 @@ class Config:
     """In a non-interactive log, print a progress line every this many iterations, >= 1."""
 
     def __post_init__(self) -> None:
-        _require(self.seed >= 0, "seed", self.seed, "must be >= 0")
-        _require(self.total_steps is None or self.total_steps > 0, "total_steps", self.total_steps,
+        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        require(self.total_steps is None or self.total_steps > 0, "total_steps", self.total_steps,
                  "must be > 0 (or null for the env preset's budget)")
-        _require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
-        _require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "must be >= 0")
-        _require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
-        _require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
+        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
+        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "must be >= 0")
+        require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
+        require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
                  self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
         if self.algo.name == "trpo_vine":
-            _require(self.env.vector_mode == "sync", "env.vector_mode", self.env.vector_mode,
+            require(self.env.vector_mode == "sync", "env.vector_mode", self.env.vector_mode,
                      "algo=trpo_vine needs 'sync' (it saves and restores the envs' states)")
             trunk = self.algo.steps_per_iter // self.env.num_envs * self.env.num_envs
-            _require(self.algo.vine.num_states <= trunk, "algo.vine.num_states", self.algo.vine.num_states,
+            require(self.algo.vine.num_states <= trunk, "algo.vine.num_states", self.algo.vine.num_states,
                      f"must be <= the trunk steps per iteration ({trunk})")
 
     @property

@@ -186,8 +186,6 @@ class Trainer:
                 progress.update(index, self.env_steps, recent, row["steps_per_s"])
             if self.cfg.checkpoint_every and index % self.cfg.checkpoint_every == 0:
                 self.save_checkpoint(index)
-            if last:
-                break
         self.save_checkpoint(index)
         return result
 

@@ -43,14 +43,14 @@ class SinglePathSampler:
                 snapshot_plan: Optional[dict[int, list[int]]] = None) -> Batch:
         """Run ``steps_per_env`` steps in every env. ``snapshot_plan`` {step: [env indices]} saves
         the simulator state of those envs just before those steps (the vine's rollout set)."""
-        n = self.envs.num_envs
+        snapshot_plan = snapshot_plan or {}
         rollout_states = []
         obs, actions, rewards, terminated, truncated, final_obs = [], [], [], [], [], []
         raw_seen, returns, lengths = [], [], []
         normalized = self.normalizer(self.raw_obs)
         for _ in range(steps_per_env):
             obs_t = torch.as_tensor(normalized, device=self.device)
-            for i in (snapshot_plan or {}).get(len(obs), ()):
+            for i in snapshot_plan.get(len(obs), ()):
                 rollout_states.append(RolloutState(snapshot(self.envs.envs[i]), normalized[i].copy()))
             action = policy.sample(obs_t)
             raw_next, reward, term, trunc, info = self.envs.step(self._to_env(action))

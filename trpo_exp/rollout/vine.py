@@ -98,7 +98,7 @@ class VineBrancher:
         """The K actions per state, their behaviour log-probabilities, and whether the action set
         is enumerated in full. obs: [S, obs_dim]."""
         s, k = obs.shape[0], self.vine.num_actions
-        space = self.pool[0].action_space if self.pool else make_eval_env(self.env_cfg).action_space
+        space = self._envs(1)[0].action_space
         with torch.no_grad():
             dist = policy.distribution(obs)
             if isinstance(space, gym.spaces.Discrete) and space.n <= k:
@@ -114,7 +114,6 @@ class VineBrancher:
     def branch(self, policy: Policy, value_net: ValueNet, states: list[RolloutState]) -> tuple[VineBatch, int]:
         """The vine batch of one iteration and the simulator steps its branches used."""
         obs = torch.as_tensor(np.stack([st.obs for st in states]), device=self.device)
-        self._envs(1)
         actions, behaviour_log_prob, enumerated = self.actions_for(policy, obs)
         q, steps = self.estimate_q(policy, value_net, states, actions)
         return VineBatch(obs=obs, actions=actions, q=q, behaviour_log_prob=behaviour_log_prob,
