@@ -109,14 +109,48 @@ class CategoricalPolicy(Policy):
 
 
 class ValueNet(nn.Module):
-    """State-value baseline V(s), fitted by regression on returns."""
+    """State-value baseline V(s), fitted by regression on returns.
 
-    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str):
+    With ``normalize_targets`` the network learns the targets standardised by the statistics of the
+    latest batch (mean, std buffers, saved with the weights) and ``forward`` returns V on the
+    returns' own scale. When the statistics change, the output layer is rescaled so that every
+    prediction stays exactly what it was (Pop-Art, van Hasselt et al. 2016): only the fit moves V.
+    Without it (the default), the network regresses the raw targets."""
+
+    def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str, normalize_targets: bool = False):
         super().__init__()
         self.net = mlp(obs_dim, 1, hidden, activation, out_gain=1.0)
+        self.normalize_targets = normalize_targets
+        if normalize_targets:  # buffers only when used: plain checkpoints keep their keys
+            self.register_buffer("target_mean", torch.zeros(()))
+            self.register_buffer("target_std", torch.ones(()))
+
+    def normalized(self, obs: torch.Tensor) -> torch.Tensor:
+        """The network's own output: V on the standardised scale the fit works on."""
+        return self.net(obs).squeeze(-1)
 
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        return self.net(obs).squeeze(-1)
+        if not self.normalize_targets:
+            return self.normalized(obs)
+        return self.normalized(obs) * self.target_std + self.target_mean
+
+    def normalize(self, targets: torch.Tensor) -> torch.Tensor:
+        if not self.normalize_targets:
+            return targets
+        return (targets - self.target_mean) / self.target_std
+
+    @torch.no_grad()
+    def update_target_stats(self, targets: torch.Tensor) -> None:
+        """Standardise on this batch's targets, preserving every output (Pop-Art's ART step)."""
+        if not self.normalize_targets:
+            return
+        mean, std = targets.mean(), targets.std().clamp(min=1e-6)
+        head = self.net[-1]
+        old_mean, old_std = self.target_mean.clone(), self.target_std.clone()
+        head.weight.mul_(old_std / std)
+        head.bias.copy_((old_std * head.bias + old_mean - mean) / std)
+        self.target_mean.copy_(mean)
+        self.target_std.copy_(std)
 
 
 def make_policy(observation_space: gym.Space, action_space: gym.Space, hidden: Sequence[int],

@@ -20,12 +20,13 @@ class SinglePathSampler:
     iterations, so episodes continue across batch boundaries."""
 
     def __init__(self, envs: gym.vector.VectorEnv, seeds: list[int], normalizer: RunningObsNormalizer,
-                 device: torch.device):
+                 device: torch.device, seed_normalizer: bool = True):
         self.envs = envs
         self.normalizer = normalizer
         self.device = device
         self.raw_obs, _ = envs.reset(seed=seeds)
-        self.normalizer.update(self.raw_obs)
+        if seed_normalizer:
+            self.normalizer.update(self.raw_obs)
         self.ep_return = np.zeros(envs.num_envs)
         self.ep_length = np.zeros(envs.num_envs, dtype=np.int64)
         space = envs.single_action_space
