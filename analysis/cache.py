@@ -8,12 +8,15 @@ or that are new, are read again, so a report over a sweep that is still running 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
 from pathlib import Path
 
 import pandas as pd
+
+from trpo_exp.util import atomic_write
 
 VERSION = 1  # bump when the cached shape changes
 
@@ -41,11 +44,13 @@ def write(cache_dir: Path, key: str, runs: pd.DataFrame, metrics: pd.DataFrame) 
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         for frame, path in zip((runs, metrics), _paths(cache_dir, key)):
-            tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
-            frame.to_parquet(tmp, index=False)
-            os.replace(tmp, path)
+            atomic_write(path, functools.partial(_to_parquet, frame))
     except OSError:
         pass
+
+
+def _to_parquet(frame: pd.DataFrame, path: Path) -> None:
+    frame.to_parquet(path, index=False)
 
 
 def _paths(cache_dir: Path, key: str) -> tuple[Path, Path]:

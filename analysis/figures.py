@@ -19,9 +19,11 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from matplotlib import colormaps
+from matplotlib.artist import Artist
 from matplotlib.figure import Figure
 
 from analysis.sources.base import STEP
+from trpo_exp import record
 
 X_LABEL = "environment steps"
 MAX_LINES = 10  # more lines than this is unreadable; callers pass the best settings
@@ -80,7 +82,7 @@ def learning_curves(curves: pd.DataFrame, *, ylabel: str, order: Sequence[str],
 
 def _shared_legend(fig: Figure, axes: Sequence, title: str | None = None) -> None:
     """One legend under all panels (it never hides data), one entry per label."""
-    entries: dict[str, object] = {}
+    entries: dict[str, Artist] = {}
     for ax in axes:
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
@@ -143,8 +145,7 @@ def _delta_lines(ax, deltas: Mapping[str, float], palette: Mapping[str, tuple]) 
         ax.axhline(delta, color=color, ls="--", lw=1, label=f"delta = {delta:g}")
 
 
-DIAGNOSTICS = (("train/kl", "mean KL(old || new) per update"), ("train/backtracks", "line-search backtracks"),
-               ("train/entropy", "policy entropy (nats)"))
+DIAGNOSTICS = record.DIAGNOSTICS  # (W&B key, axis label), from the metric registry
 
 
 def diagnostics(curves: Mapping[str, pd.DataFrame], env: str, *, order: Sequence[str],

@@ -132,43 +132,10 @@ def _read_with_cache(module, candidates, source, paths, options, cache_dir, use_
 def _check(runs: pd.DataFrame, metrics: pd.DataFrame, include_unfinished: bool, required: list[str]) -> RunSet:
     runs = runs.drop_duplicates("run_id").set_index("run_id", drop=False).sort_index()
     label = runs["path"].astype(str)
-    skipped: dict[str, str] = {}
     marks: dict[str, list[str]] = {r: [p] if p else [] for r, p in runs["problems"].items()}
-
-    for run_id, why in runs["skip"].items():
-        if why:
-            skipped[run_id] = why
-    for run_id, status in runs["status"].items():
-        if run_id in skipped or status in KEEP_BY_DEFAULT:
-            continue
-        reason = runs.at[run_id, "reason"]
-        text = f"{status}" + (f" ({reason})" if reason else "")
-        if include_unfinished:
-            marks[run_id].append(text)
-        else:
-            skipped[run_id] = text
-    for run_id in runs.index[runs["status"].eq("unknown")]:
-        if run_id not in skipped:
-            marks[run_id].append("status unknown")
-
-    has_rows = set(metrics["run_id"].unique()) if len(metrics) else set()
-    for run_id in runs.index:
-        if run_id not in skipped and run_id not in has_rows:
-            skipped[run_id] = "no metrics" + (f" ({marks[run_id][0]})" if marks[run_id] else "")
-    for metric in required:
-        if metric not in metrics:
-            with_metric = set()
-        else:
-            with_metric = set(metrics.loc[metrics[metric].notna(), "run_id"].unique())
-        for run_id in runs.index:
-            if run_id not in skipped and run_id not in with_metric:
-                skipped[run_id] = f"no values of {metric}"
-    for run_id in runs.index:
-        if run_id not in skipped and not (runs.at[run_id, "algo"] and runs.at[run_id, "env"]):
-            marks[run_id].append("algo or env unknown")
-            runs.at[run_id, "algo"] = runs.at[run_id, "algo"] or "unknown"
-            runs.at[run_id, "env"] = runs.at[run_id, "env"] or "unknown"
-
+    skipped = {run_id: why for run_id, why in runs["skip"].items() if why}
+    _check_status(runs, include_unfinished, skipped, marks)
+    _check_metrics(runs, metrics, required, skipped, marks)
     usable = runs.index[~runs.index.isin(list(skipped))]
     for run_id, note in _schema_marks(runs.loc[usable, "config"]).items():
         marks[run_id].append(note)
@@ -186,19 +153,61 @@ def _check(runs: pd.DataFrame, metrics: pd.DataFrame, include_unfinished: bool, 
                   marked=[f"{label[r]}: {'; '.join(marks[r])}" for r in kept.index if marks[r]])
 
 
+def _check_status(runs: pd.DataFrame, include_unfinished: bool, skipped: dict[str, str],
+                  marks: dict[str, list[str]]) -> None:
+    """Unfinished runs are skipped (or only marked, with ``include_unfinished``)."""
+    for run_id, status in runs["status"].items():
+        if run_id in skipped or status in KEEP_BY_DEFAULT:
+            continue
+        reason = runs.at[run_id, "reason"]
+        text = f"{status}" + (f" ({reason})" if reason else "")
+        if include_unfinished:
+            marks[run_id].append(text)
+        else:
+            skipped[run_id] = text
+    for run_id in runs.index[runs["status"].eq("unknown")]:
+        if run_id not in skipped:
+            marks[run_id].append("status unknown")
+
+
+def _check_metrics(runs: pd.DataFrame, metrics: pd.DataFrame, required: list[str], skipped: dict[str, str],
+                   marks: dict[str, list[str]]) -> None:
+    """Runs without rows, or without any value of a required metric, are skipped; runs whose
+    algorithm or env is unknown are kept and marked."""
+    has_rows = set(metrics["run_id"].unique()) if len(metrics) else set()
+    for run_id in runs.index:
+        if run_id not in skipped and run_id not in has_rows:
+            skipped[run_id] = "no metrics" + (f" ({marks[run_id][0]})" if marks[run_id] else "")
+    for metric in required:
+        with_metric = set(metrics.loc[metrics[metric].notna(), "run_id"].unique()) if metric in metrics else set()
+        for run_id in runs.index:
+            if run_id not in skipped and run_id not in with_metric:
+                skipped[run_id] = f"no values of {metric}"
+    for run_id in runs.index:
+        if run_id not in skipped and not (runs.at[run_id, "algo"] and runs.at[run_id, "env"]):
+            marks[run_id].append("algo or env unknown")
+            runs.at[run_id, "algo"] = runs.at[run_id, "algo"] or "unknown"
+            runs.at[run_id, "env"] = runs.at[run_id, "env"] or "unknown"
+
+
 def _schema_marks(configs: pd.Series) -> dict[str, str]:
-    """Runs whose set of config keys differs from the most common one (mixed config schemas)."""
-    keysets = {r: frozenset(params.flatten(json.loads(c))) if c else frozenset() for r, c in configs.items()}
-    nonempty = [k for k in keysets.values() if k]
-    if not nonempty:
-        return {}
-    common, _ = Counter(nonempty).most_common(1)[0]
+    """Runs whose set of config keys differs from the most common one among runs of the same
+    algorithm (each algorithm has its own schema); a sweep's hooks.* keys are bookkeeping, not schema."""
+    flat = {r: params.flatten(json.loads(c)) if c else {} for r, c in configs.items()}
+    keysets = {r: frozenset(k for k in f if not k.startswith(("hooks.", "trial."))) for r, f in flat.items()}
+    by_algo: dict[object, list[frozenset[str]]] = {}
+    for run_id, keys in keysets.items():
+        if keys:
+            by_algo.setdefault(flat[run_id].get("algo.name"), []).append(keys)
     out = {}
     for run_id, keys in keysets.items():
-        if keys and keys != common:
+        if not keys:
+            continue
+        common, _ = Counter(by_algo[flat[run_id].get("algo.name")]).most_common(1)[0]
+        if keys != common:
             missing, extra = sorted(common - keys), sorted(keys - common)
             bits = ([f"missing {_few(missing)}"] if missing else []) + ([f"extra {_few(extra)}"] if extra else [])
-            out[run_id] = "config schema differs from most runs (" + ", ".join(bits) + ")"
+            out[run_id] = "config schema differs from most runs of its algorithm (" + ", ".join(bits) + ")"
     return out
 
 

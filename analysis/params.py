@@ -3,7 +3,9 @@
 A *setting* is what a row of a paper table stands for: an algorithm plus the hyperparameters that
 differ between its runs in one environment (a sweep's max_kl and cg_damping, say). Seeds, trial
 bookkeeping and logging options never make a new setting. Parameters are found generically from the
-flattened config, so new config keys (the sweep's ``trial.*``) need no code here.
+flattened config, so new config keys need no code here. A sweep's runs carry their Optuna trial in
+the training hook ``hooks.trial`` (sweeps/trial_report.py); its study and number are shown as the
+columns ``trial.study`` and ``trial.number``, and no other ``hooks.*`` key is a parameter.
 """
 
 from __future__ import annotations
@@ -13,22 +15,25 @@ from typing import Any, Iterable
 
 import pandas as pd
 
+from trpo_exp import util
+
 # Config keys that identify a run or its logistics, not the algorithm: never a hyperparameter.
-NOT_HYPERPARAMS = ("seed", "trial.", "logger.", "device.", "torch_threads", "log_every", "checkpoint_every",
+NOT_HYPERPARAMS = ("seed", "trial.", "hooks.", "logger.", "device.", "torch_threads", "log_every", "checkpoint_every",
                    "eval.every", "algo.name", "env.id")
-# Sweep bookkeeping shown next to the parameters whenever a run has it.
+# Sweep bookkeeping shown next to the parameters whenever a run has it (column <- config key).
 TRIAL_KEYS = ("trial.study", "trial.number")
+_TRIAL_HOOK = "hooks.trial."
 
 
-def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
-    """Nested dicts -> dotted keys; lists become JSON text so every value is hashable and one type."""
-    out: dict[str, Any] = {}
-    if isinstance(tree, dict):
-        for key, value in tree.items():
-            out.update(flatten(value, f"{prefix}{key}."))
-    elif prefix:
-        out[prefix[:-1]] = json.dumps(tree) if isinstance(tree, (list, tuple)) else tree
-    return out
+def flatten(tree: Any) -> dict[str, Any]:
+    """A run config -> dotted keys; lists become JSON text so every value is hashable and one
+    type; the sweep hook's study and number become trial.study and trial.number."""
+    flat = util.flatten(tree, leaf=lambda v: json.dumps(v) if isinstance(v, (list, tuple)) else v)
+    for key in TRIAL_KEYS:
+        hook_key = _TRIAL_HOOK + key.split(".", 1)[1]
+        if hook_key in flat:
+            flat[key] = flat.pop(hook_key)
+    return flat
 
 
 def config_table(configs: pd.Series) -> pd.DataFrame:

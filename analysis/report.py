@@ -24,10 +24,11 @@ from analysis.errors import AnalysisError
 from analysis.loading import LoadWarning, group_by_reason, load_runs
 from analysis.runset import RunSet
 from analysis.sources import KINDS
+from trpo_exp import algorithms
 
 PROG = "analysis"
 # Algorithms with a trust-region size delta = algo.max_kl (drawn on the KL diagnostic).
-DELTA_ALGOS = ("npg", "trpo")
+DELTA_ALGOS = algorithms.trust_region_names()
 PREFERRED_SWEEP_AXES = ("algo.max_kl", "algo.cg_damping")
 SWEEP_TABLE_ROWS = 15
 
@@ -120,7 +121,7 @@ def apply_filters(rs: RunSet, filters: Sequence[str]) -> RunSet:
             column = rs.config[key]
         else:
             raise AnalysisError(f"--filter {key}: no such run field or config key")
-        mask &= column.map(lambda v: _same(v, want))
+        mask &= column.map(lambda v, want=want: _same(v, want))
     if not mask.all():
         rs = rs.select(mask)
     if not len(rs):
@@ -166,7 +167,7 @@ class Report:
 
     def _header(self) -> None:
         rs, a = self.rs, self.args
-        envs, algos = sorted(rs.runs["env"].unique()), [s for s in tables.ALGO_ORDER if s in set(rs.runs["algo"])]
+        envs, algos = sorted(rs.runs["env"].unique()), tables.algo_order(rs.runs["algo"])
         algos += sorted(set(rs.runs["algo"]) - set(algos))
         self.md += ["# Results", "",
                     f"{len(rs)} runs ({a.source}): algorithms {', '.join(algos)}; environments {', '.join(envs)}.",
@@ -184,7 +185,7 @@ class Report:
         (out / "table.csv").write_text(tables.to_csv(s))
         pct = f"{a.confidence:.0%}"
         self.md += ["## Final performance", "", caption, "", tables.to_markdown(s, hib), "",
-                    f"Also as [LaTeX (booktabs)](table.tex) and [CSV](table.csv).", "",
+                    "Also as [LaTeX (booktabs)](table.tex) and [CSV](table.csv).", "",
                     f"Interval estimates: {pct} percentile-bootstrap CI of the mean ({a.resamples} resamples, "
                     f"seed {a.seed}) and IQM (mean of the middle 50% of runs).", "",
                     "| algorithm | environment | n | mean | " + pct + " CI | IQM |", "|---|---|---:|---:|---:|---:|"]
@@ -208,7 +209,7 @@ class Report:
         fig = figures.learning_curves(curves, ylabel=_metric_label(a.curve_metric),
                                       order=[s for s in self.order if s in shown], palette=self.palette)
         figures.save(fig, out / "figures" / "learning_curves")
-        self.md += [f"![learning curves](figures/learning_curves.png)", "",
+        self.md += ["![learning curves](figures/learning_curves.png)", "",
                     f"{a.curve_metric} against environment steps: mean over seeds with a shaded "
                     f"{a.confidence:.0%} bootstrap CI; every run interpolated onto a common grid of {a.points} "
                     f"points and never past its last logged step ([PDF](figures/learning_curves.pdf))."

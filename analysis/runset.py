@@ -54,7 +54,7 @@ class RunSet:
         out = self.runs[["env", "algo", "seed"]].copy()
         conf = self.config
         labels = pd.Series("", index=out.index, dtype=object)
-        for (env, algo), idx in out.groupby(["env", "algo"], sort=False).groups.items():
+        for (_env, algo), idx in out.groupby(["env", "algo"], sort=False).groups.items():
             keys = P.differing(conf.loc[idx, self.hyperparams])
             if not keys:
                 labels[idx] = algo
@@ -87,7 +87,7 @@ class RunSet:
         order = ["run_id", "algo", "env", "seed", "setting", *self.param_columns, STEP, "metric", "value"]
         return long[order].reset_index(drop=True)
 
-    def select(self, mask: pd.Series) -> "RunSet":
+    def select(self, mask: pd.Series) -> RunSet:
         """The runs where ``mask`` (indexed like ``runs``) is true."""
         runs = self.runs[mask.reindex(self.runs.index, fill_value=False).astype(bool)]
         metrics = self.metrics[self.metrics["run_id"].isin(runs.index)].copy()

@@ -8,11 +8,13 @@ a paper; needs \\usepackage{booktabs}) and CSV (every statistic, full precision,
 from __future__ import annotations
 
 import math
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
 
 from analysis.aggregate import STAT_COLUMNS
+from trpo_exp import algorithms
 
 
 def decimals(se: float, mean: float) -> int:
@@ -33,7 +35,7 @@ def cell_text(mean: float, se: float, n: int, pm: str = "±") -> str:
 
 def best_rows(summary: pd.DataFrame, higher_is_better: bool = True) -> set[tuple[str, str]]:
     """(env, setting) pairs holding the best mean of their environment (ties all count)."""
-    best = set()
+    best: set[tuple[str, str]] = set()
     for env, group in summary.groupby("env"):
         means = group["mean"].to_numpy(float)
         if np.isfinite(means).any():
@@ -42,8 +44,14 @@ def best_rows(summary: pd.DataFrame, higher_is_better: bool = True) -> set[tuple
     return best
 
 
-# The paper's order (simplest first); other algorithms follow alphabetically.
-ALGO_ORDER = ("pg", "npg", "trpo")
+# The registry's order (simplest first); algorithms it does not know follow alphabetically.
+ALGO_ORDER = algorithms.names()
+
+
+def algo_order(present: Iterable[str]) -> list[str]:
+    """The algorithms in ``present``, in table order."""
+    present = set(present)
+    return [a for a in ALGO_ORDER if a in present] + sorted(present - set(ALGO_ORDER))
 
 
 def setting_order(frame: pd.DataFrame) -> list[str]:

@@ -116,8 +116,8 @@ def main() -> None:
             load_runs([str(root)], cache_dir=cache_dir)  # (re)fill the cache
             t, rs = timed(lambda: load_runs([str(root)], cache_dir=cache_dir))
             cached.append(t)
-            agg.append(timed(lambda: (aggregate.summary_table(rs, "eval/return_mean", 3),
-                                      aggregate.curves(rs, "rollout/return_mean", 100)))[0])
+            agg.append(timed(lambda rs=rs: (aggregate.summary_table(rs, "eval/return_mean", 3),
+                                            aggregate.curves(rs, "rollout/return_mean", 100)))[0])
             t, frame = timed(rs.tidy)
             tidy.append(t)
         med = statistics.median

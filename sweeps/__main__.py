@@ -26,7 +26,8 @@ USAGE = "usage: python -m sweeps <name> [sweep.key=value ...] [trpo_exp override
 
 def split_overrides(args: list[str]) -> tuple[list[str], list[str]]:
     """``sweep.*`` overrides change the definition; everything else is a trpo_exp override of every run."""
-    sweep, run = [], []
+    sweep: list[str] = []
+    run: list[str] = []
     for arg in args:
         (sweep if arg.lstrip("+~").startswith("sweep.") else run).append(arg)
     return sweep, run
@@ -45,7 +46,7 @@ def paths(spec: SweepSpec) -> tuple[Path, str]:
 
 def pruner_spec(spec: SweepSpec, iters_per_run: int) -> dict:
     """The study's pruner in Optuna step units: seed k of n reports iteration i as step (i-1)*n + k
-    (trpo_exp.trial_report), so an iteration count becomes n times as many steps."""
+    (sweeps.trial_report), so an iteration count becomes n times as many steps."""
     p, n = spec.pruner, spec.seeds
     if p.name == "median":
         return {"name": "median", "kwargs": {"n_startup_trials": p.n_startup_trials,

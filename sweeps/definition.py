@@ -13,12 +13,16 @@ import functools
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple, cast
 
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
 from trpo_exp.config import require
+from trpo_exp.util import flatten
+
+if TYPE_CHECKING:
+    import optuna
 
 CONF_DIR = Path(__file__).resolve().parent / "conf"
 SAMPLERS = ("tpe", "random")
@@ -123,12 +127,13 @@ class Param:
 
     name: str
     type: str
-    low: Optional[float] = None
-    high: Optional[float] = None
+    low: float = math.nan
+    """Numeric types: the range's ends (NaN for categorical)."""
+    high: float = math.nan
     log: bool = False
     choices: Tuple[Any, ...] = ()
 
-    def suggest(self, trial) -> Any:
+    def suggest(self, trial: optuna.Trial) -> Any:
         if self.type == "categorical":
             return trial.suggest_categorical(self.name, list(self.choices))
         if self.type == "int":
@@ -166,12 +171,11 @@ def available() -> List[str]:
 def load(name: str, overrides: List[str]) -> SweepSpec:
     """Compose sweep definition ``name`` with ``sweep.*`` overrides and validate it."""
     from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
     from trpo_exp.cli_errors import one_line
-
-    from hydra.core.global_hydra import GlobalHydra
 
     register()
     GlobalHydra.instance().clear()  # a RunLauncher of an earlier sweep in this process may hold it
@@ -180,7 +184,8 @@ def load(name: str, overrides: List[str]) -> SweepSpec:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("sweeps_root", overrides=[f"+sweep={name}", *overrides])
-        spec: SweepSpec = OmegaConf.to_object(cfg.sweep)
+        spec = OmegaConf.to_object(cfg.sweep)
+        assert isinstance(spec, SweepSpec)
     except (HydraException, OmegaConfBaseException) as err:
         raise SweepError(one_line(err)) from None
     check(spec)
@@ -220,9 +225,9 @@ def check(spec: SweepSpec) -> None:
     _require(spec.max_retries >= 0, s + "max_retries", spec.max_retries, "must be >= 0")
     _require(spec.max_failed_trials >= 0, s + "max_failed_trials", spec.max_failed_trials, "must be >= 0")
     _require(spec.poll_interval > 0, s + "poll_interval", spec.poll_interval, "must be > 0")
-    _require(not any(o.split("=", 1)[0].lstrip("+~") in ("seed", "trial") or o.lstrip("+~").startswith("trial.")
+    _require(not any(o.split("=", 1)[0].lstrip("+~") in ("seed", "hooks") or o.lstrip("+~").startswith("hooks.")
                      for o in spec.overrides),
-             s + "overrides", list(spec.overrides), "seed and trial.* are set by the sweep")
+             s + "overrides", list(spec.overrides), "seed and hooks.* are set by the sweep")
     params = search_space(spec)
     _require(len(params) > 0, s + "space", dict(spec.space), "at least one parameter")
     _require(len(spec.enqueue) <= spec.n_trials, s + "enqueue", len(spec.enqueue),
@@ -235,8 +240,7 @@ def enqueued(spec: SweepSpec) -> List[Dict[str, Any]]:
     params = {p.name: p for p in search_space(spec)}
     out = []
     for i, entry in enumerate(spec.enqueue):
-        flat: Dict[str, Any] = {}
-        _flatten(entry, "", flat)
+        flat = flatten(entry)
         key = f"sweep.enqueue[{i}]"
         _require(set(flat) == set(params), key, flat, f"needs exactly the parameters {sorted(params)}")
         for name, value in flat.items():
@@ -246,14 +250,6 @@ def enqueued(spec: SweepSpec) -> List[Dict[str, Any]]:
             _require(ok, f"{key}.{name}", value, f"outside sweep.space.{name}")
         out.append(flat)
     return out
-
-
-def _flatten(node: Any, prefix: str, out: Dict[str, Any]) -> None:
-    if isinstance(node, dict):
-        for k, v in node.items():
-            _flatten(v, f"{prefix}.{k}" if prefix else str(k), out)
-    else:
-        out[prefix] = node
 
 
 def tuning_seeds(spec: SweepSpec) -> List[int]:
@@ -292,15 +288,16 @@ def _param(name: str, node: Dict[str, Any]) -> Param:
     if kind == "categorical":
         choices = node.get("choices")
         _require(isinstance(choices, list) and len(choices) > 0, key + ".choices", choices, "a non-empty list")
-        return Param(name, kind, choices=tuple(choices))
+        return Param(name, kind, choices=tuple(cast(list, choices)))
     low, high, log = node.get("low"), node.get("high"), node.get("log", False)
     _require(isinstance(log, bool), key + ".log", log, "true or false")
     for bound, value in (("low", low), ("high", high)):
         _require(isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value),
                  f"{key}.{bound}", value, "a finite number")
         if kind == "int":
-            _require(float(value).is_integer(), f"{key}.{bound}", value, "an integer (type: int)")
-    _require(low < high, key, {"low": low, "high": high}, "empty or inverted range: low must be < high")
+            _require(float(cast(float, value)).is_integer(), f"{key}.{bound}", value, "an integer (type: int)")
+    lo, hi = float(cast(float, low)), float(cast(float, high))
+    _require(lo < hi, key, {"low": low, "high": high}, "empty or inverted range: low must be < high")
     if log:
-        _require(low > 0, key + ".low", low, "must be > 0 on a log scale")
-    return Param(name, kind, low=low, high=high, log=log)
+        _require(lo > 0, key + ".low", low, "must be > 0 on a log scale")
+    return Param(name, kind, low=lo, high=hi, log=log)

@@ -8,7 +8,6 @@ metrics.csv, W&B run); the sweep only chooses its overrides and reads its record
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +18,7 @@ from sweeps.definition import Param, SweepError
 
 def train_run(cfg: DictConfig) -> dict:
     """Hydra task function of one run (module level, so process-based launchers can pickle it)."""
-    from trpo_exp.__main__ import hydra_context, run, to_config
+    from trpo_exp.app import hydra_context, run, to_config
 
     return run(to_config(cfg), hydra_context(cfg))
 
@@ -55,11 +54,13 @@ class RunLauncher:
         from hydra.types import HydraContext, RunMode
         from omegaconf.errors import OmegaConfBaseException
 
-        import trpo_exp.__main__ as trpo_main  # registers the run schemas
+        from trpo_exp.app import CONF_DIR
         from trpo_exp.cli_errors import one_line
+        from trpo_exp.config import register_configs
 
+        register_configs()
         GlobalHydra.instance().clear()
-        self.hydra = Hydra.create_main_hydra2("trpo_exp", create_config_search_path(trpo_main.CONF_DIR))
+        self.hydra = Hydra.create_main_hydra2("trpo_exp", create_config_search_path(CONF_DIR))
         self.overrides = [*run_overrides, override("hydra.sweep.dir", str(sweep_dir))]
         # Hydra re-applies only the hydra.* overrides of the launcher's config to each job (as its
         # own sweeper does, every job carries the task overrides itself).
@@ -86,7 +87,7 @@ class RunLauncher:
 
     def run_config(self, extra: Sequence[str] = ()):
         """The validated trpo_exp Config a run with these extra overrides would get."""
-        from trpo_exp.__main__ import to_config
+        from trpo_exp.app import to_config
         from trpo_exp.config import ConfigError
 
         try:
@@ -114,8 +115,10 @@ class RunLauncher:
                     self.run_config([override(p.name, value)])
                 except SweepError as err:
                     raise SweepError(f"sweep.space.{p.name}: the run config refuses {value!r}: {err}") from None
-        per_iter = config.algo.steps_per_iter // config.env.num_envs * config.env.num_envs
-        return math.ceil(config.budget / per_iter)
+        from trpo_exp.budget import planned_iterations
+        from trpo_exp.envs.factory import action_space
+
+        return planned_iterations(config, action_space(config.env))
 
 
 _MISSING = object()

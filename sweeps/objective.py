@@ -3,14 +3,16 @@ truth, whatever launcher ran the jobs and wherever."""
 
 from __future__ import annotations
 
-import csv
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Optional, Sequence
+
+import pandas as pd
 
 from sweeps.definition import ObjectiveSpec
+from trpo_exp.record import Status
+from trpo_exp.record.reader import read_run
 
 
 @dataclass(frozen=True)
@@ -24,27 +26,28 @@ class RunOutcome:
     reason: Optional[str] = None
 
 
-def read_run(run_dir: Path, seed: int, objective: ObjectiveSpec) -> RunOutcome:
-    path = Path(run_dir) / "run.json"
-    try:
-        info = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        return RunOutcome(seed, str(run_dir), "missing", math.nan, f"no readable run.json ({err})")
-    status = str(info.get("status"))
-    score = seed_score(Path(run_dir), info, objective) if status == "finished" else math.nan
-    return RunOutcome(seed, str(run_dir), status, score, info.get("reason"))
+def read_outcome(run_dir: Path, seed: int, objective: ObjectiveSpec) -> RunOutcome:
+    record = read_run(run_dir)
+    if not record.info:
+        return RunOutcome(seed, str(run_dir), "missing", math.nan, "; ".join(record.notes) or "no run.json")
+    status = str(record.info.get("status"))
+    score = seed_score(record.info, record.metrics, objective) if status == Status.FINISHED else math.nan
+    return RunOutcome(seed, str(run_dir), status, score, record.info.get("reason"))
 
 
-def seed_score(run_dir: Path, info: dict, objective: ObjectiveSpec) -> float:
+def seed_score(info: dict[str, Any], metrics: pd.DataFrame, objective: ObjectiveSpec) -> float:
+    """One seed's score. ``final_eval`` (the default): the run's final deterministic evaluation,
+    run.json eval_return_mean, which is also the last eval row of metrics.csv (the analysis table's
+    score with --last-k 1; its default averages the last 3 evaluations). ``last_fraction``: the mean
+    training return over the last ``objective.fraction`` of the run's iterations."""
     if objective.metric == "final_eval":
         value = info.get("eval_return_mean")
         return float(value) if isinstance(value, (int, float)) else math.nan
-    with open(run_dir / "metrics.csv", newline="") as fh:
-        rows = list(csv.DictReader(fh))
-    tail = rows[len(rows) - max(1, math.ceil(objective.fraction * len(rows))):] if rows else []
-    values = [float(r["return_mean"]) for r in tail if r.get("return_mean")]
-    values = [v for v in values if math.isfinite(v)]
-    return sum(values) / len(values) if values else math.nan
+    if "return_mean" not in metrics or not len(metrics):
+        return math.nan
+    tail = metrics["return_mean"].iloc[len(metrics) - max(1, math.ceil(objective.fraction * len(metrics))):]
+    tail = tail[tail.notna() & (tail.abs() != math.inf)]
+    return float(tail.mean()) if len(tail) else math.nan
 
 
 @dataclass(frozen=True)
@@ -58,11 +61,11 @@ class Verdict:
 
 def verdict(outcomes: Sequence[RunOutcome]) -> Verdict:
     statuses = [o.status for o in outcomes]
-    if "pruned" in statuses:
-        return Verdict("PRUNED", math.nan, next(o.reason or "" for o in outcomes if o.status == "pruned"))
-    if "abandoned" in statuses:
+    if Status.PRUNED in statuses:
+        return Verdict("PRUNED", math.nan, next(o.reason or "" for o in outcomes if o.status == Status.PRUNED))
+    if Status.ABANDONED in statuses:
         return Verdict("ABANDONED", math.nan, "the trial stopped being RUNNING while its runs trained")
-    bad = [o for o in outcomes if o.status != "finished" or not math.isfinite(o.score)]
+    bad = [o for o in outcomes if o.status != Status.FINISHED or not math.isfinite(o.score)]
     if bad:
         o = bad[0]
         return Verdict("FAIL", math.nan, f"seed {o.seed}: {o.status}{': ' + o.reason if o.reason else ''} "

@@ -30,9 +30,10 @@ import optuna
 import optuna.storages._heartbeat  # is_heartbeat_enabled: not re-exported by optuna.storages
 from optuna.trial import FrozenTrial, TrialState
 
-from sweeps.launch import is_hydra_override
 from sweeps.definition import SweepError, SweepSpec, enqueued, search_space, tuning_seeds
-from trpo_exp.trial_report import PRUNER_ATTR, open_storage
+from sweeps.launch import is_hydra_override
+from sweeps.trial_report import PRUNER_ATTR, open_storage
+from trpo_exp.util import first_line
 
 SLOT_ATTR = "sweep:slot"  # system attr of a pre-created trial: its slot index (kept by retries)
 FAILURE_ATTR = "sweep:failure"  # system attr of a trial whose runs raised (a real error)
@@ -66,15 +67,14 @@ class SweepStudy:
                 self.storage = open_storage(url, spec.heartbeat_interval, spec.grace_period, self.retry)
                 self.storage.get_all_studies()  # touch it: unreachable or invalid storages fail here
         except Exception as err:  # SQLAlchemy, OS and driver errors alike
-            raise SweepError(f"sweep.storage={url!r} is not usable: {type(err).__name__}: "
-                             f"{str(err).splitlines()[0] if str(err) else ''}") from None
+            raise SweepError(f"sweep.storage={url!r} is not usable: {type(err).__name__}: {first_line(err)}") from None
         self.optuna_heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(self.storage)
         self.pruner_spec = pruner
 
     # --- creating / resuming --------------------------------------------------------------
 
     def open(self, definition: dict[str, Any]) -> None:
-        from trpo_exp.trial_report import make_pruner
+        from sweeps.trial_report import make_pruner
 
         with _init_lock(self.url):
             self.study = self._create_or_load(self.spec.study, make_pruner(self.pruner_spec))
@@ -150,7 +150,7 @@ class SweepStudy:
 
     def beat(self, trial_id: int) -> None:
         if self.optuna_heartbeat:
-            self.storage.record_heartbeat(trial_id)
+            self.storage.record_heartbeat(trial_id)  # type: ignore[attr-defined]  # RDB storage with heartbeat
         else:
             self.storage.set_trial_system_attr(trial_id, LEASE_ATTR, time.time())
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional
 
@@ -14,6 +13,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from sweeps.study import FAILURE_ATTR, SLOT_ATTR
+from trpo_exp.util import atomic_write, atomic_write_text
 
 
 def trials_frame(study: optuna.Study, seeds: list[int]) -> pd.DataFrame:
@@ -67,15 +67,9 @@ def summary(study: optuna.Study, report: optuna.Study, storage_url: str, n_trial
 def write(sweep_dir: Path, study: optuna.Study, report: optuna.Study, storage_url: str, n_trials: int,
           seeds: list[int]) -> dict[str, Any]:
     frame = trials_frame(study, seeds)
-    _atomic(sweep_dir / "trials.csv", lambda p: frame.to_csv(p, index=False))
-    _atomic(sweep_dir / "trials.parquet", lambda p: frame.to_parquet(p, index=False))
+    # Atomic writes: readers (and a concurrent worker) never see half a file.
+    atomic_write(sweep_dir / "trials.csv", lambda p: frame.to_csv(p, index=False))
+    atomic_write(sweep_dir / "trials.parquet", lambda p: frame.to_parquet(p, index=False))
     info = summary(study, report, storage_url, n_trials)
-    _atomic(sweep_dir / "best_params.json", lambda p: Path(p).write_text(json.dumps(info, indent=2) + "\n"))
+    atomic_write_text(sweep_dir / "best_params.json", json.dumps(info, indent=2) + "\n")
     return info
-
-
-def _atomic(path: Path, write_to) -> None:
-    """Write next to the target and rename: readers (and a concurrent worker) never see half a file."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_to(tmp)
-    os.replace(tmp, path)

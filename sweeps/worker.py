@@ -7,7 +7,6 @@ Any number of workers (processes, machines) can run this loop on one storage at 
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,8 +18,11 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps import tables
 from sweeps.definition import Param, SweepSpec, reporting_seeds, tuning_seeds
 from sweeps.launch import RunLauncher, override
-from sweeps.objective import RunOutcome, read_run, verdict
+from sweeps.objective import RunOutcome, read_outcome, verdict
 from sweeps.study import FAILURE_ATTR, SweepStudy
+from sweeps.trial_report import HOOK_NAME, hook_overrides
+from trpo_exp.record import Status
+from trpo_exp.util import sample_std
 
 
 @dataclass
@@ -64,16 +66,19 @@ class Worker:
             retry = frozen.system_attrs.get("failed_trial")
             print(f"sweeps: trial {n} ({_fmt(values)}){f' retries trial {retry}' if retry is not None else ''}",
                   flush=True)
-            trial_overrides = [override("trial.storage", self.sweep.url), override("trial.study", study.study_name),
-                               override("trial.number", n), override("trial.num_seeds", len(seeds)),
-                               override("logger.group", f"{study.study_name}/trial-{n}")]
-            jobs = [[*(override(k, v) for k, v in values.items()), *trial_overrides, override("seed", seed),
-                     override("trial.seed_index", k), override("hydra.sweep.subdir", dirs[k])]
+            jobs = [[*(override(k, v) for k, v in values.items()), override("seed", seed),
+                     *self._hook_overrides(study.study_name, n, k, len(seeds)),
+                     override("logger.group", f"{study.study_name}/trial-{n}"), override("hydra.sweep.subdir", dirs[k])]
                     for k, seed in enumerate(seeds)]
             start = time.perf_counter()
             self.launcher.launch(jobs)
-            outcomes = [read_run(self.sweep_dir / d, seed, self.spec.objective) for d, seed in zip(dirs, seeds)]
+            outcomes = [read_outcome(self.sweep_dir / d, seed, self.spec.objective) for d, seed in zip(dirs, seeds)]
             self._tell(study, trial, outcomes, time.perf_counter() - start)
+
+    def _hook_overrides(self, study: str, number: int, seed_index: int, num_seeds: int) -> list[str]:
+        """Attach the Optuna reporter to a run as its training hook ``hooks.trial``."""
+        spec = hook_overrides(self.sweep.url, study, number, seed_index, num_seeds)
+        return [override(f"+hooks.{HOOK_NAME}.{key}", value) for key, value in spec.items()]
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, outcomes: list[RunOutcome], seconds: float) -> None:
         v = verdict(outcomes)
@@ -117,18 +122,19 @@ class Worker:
             self.launcher.launch([[*(override(k, v) for k, v in top.params.items()), group,
                                    override("seed", seed), override("hydra.sweep.subdir", d)]
                                   for seed, d in zip(seeds, dirs)])
-            outcomes = [read_run(self.sweep_dir / d, seed, self.spec.objective) for d, seed in zip(dirs, seeds)]
+            outcomes = [read_outcome(self.sweep_dir / d, seed, self.spec.objective) for d, seed in zip(dirs, seeds)]
             scores = [o.score for o in outcomes]
             attrs = {"best_trial": top.number, "params": top.params, "seeds": seeds,
                      "scores": [s if math.isfinite(s) else None for s in scores],
-                     "std": statistics.pstdev(scores) if all(map(math.isfinite, scores)) else None,
+                     "std": sample_std(scores) if all(map(math.isfinite, scores)) else None,
                      "run_dirs": [str(self.sweep_dir / d) for d in dirs]}
             for key, value in attrs.items():
                 self.sweep.storage.set_trial_user_attr(frozen._trial_id, key, value)
-            if all(o.status == "finished" and math.isfinite(o.score) for o in outcomes):
+            if all(o.status == Status.FINISHED and math.isfinite(o.score) for o in outcomes):
                 report.tell(frozen.number, sum(scores) / len(scores))
-                print(f"sweeps: report: {sum(scores) / len(scores):.2f} +- {attrs['std']:.2f} over seeds {seeds}",
-                      flush=True)
+                spread = attrs["std"]
+                pm = f" +- {spread:.2f} (sample std)" if isinstance(spread, float) and math.isfinite(spread) else ""
+                print(f"sweeps: report: {sum(scores) / len(scores):.2f}{pm} over seeds {seeds}", flush=True)
             else:
                 self.sweep.storage.set_trial_user_attr(frozen._trial_id, "note", verdict(outcomes).detail)
                 report.tell(frozen.number, state=TrialState.FAIL)

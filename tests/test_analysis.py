@@ -24,6 +24,7 @@ from analysis.loading import LoadWarning, load_runs
 from analysis.report import main as report_main
 from analysis.sources import api as api_source
 from analysis.sources import records as records_source
+from conftest import run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
 METRIC_HEADER = ("iteration,env_steps,return_mean,entropy,kl,backtracks,step_accepted,"
@@ -43,7 +44,9 @@ def write_record(run_dir: Path, *, algo="trpo", env="CartPole-v1", seed=0, statu
     (run_dir / "run.json").write_text(json.dumps({"status": status, "algo": algo, "env_id": env, "seed": seed,
                                                   "name": f"{algo}-s{seed}", "group": "g"}))
     config = {"algo": {"name": algo, "max_kl": max_kl, "cg_damping": damping}, "env": {"id": env},
-              "seed": seed, "trial": {"study": "s" if trial is not None else None, "number": trial},
+              "seed": seed, "hooks": {} if trial is None else {"trial": {
+                  "_target_": "sweeps.trial_report.TrialReporter", "storage": "sqlite:///study.db", "study": "s",
+                  "number": trial, "seed_index": 0, "num_seeds": 1}},
               **(config_extra or {})}
     import yaml
     (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config))
@@ -445,15 +448,13 @@ def test_api_runs_are_converted_like_offline_runs(monkeypatch, tmp_path: Path) -
 def test_end_to_end_from_two_training_runs_to_report(tmp_path: Path) -> None:
     sweep = tmp_path / "multirun"
     env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HYDRA_FULL_ERROR": "1"}
-    subprocess.run([sys.executable, "-m", "trpo_exp", "-m", "algo=pg,trpo", "env=cartpole", "total_steps=2048",
-                    "algo.steps_per_iter=512", "eval.every=1", "eval.episodes=2", f"hydra.sweep.dir={sweep}"],
-                   cwd=ROOT, env=env, check=True, timeout=300, capture_output=True)
+    run_cli(["algo=pg,trpo", "env=cartpole", "total_steps=2048", "algo.steps_per_iter=512", "eval.every=1",
+             "eval.episodes=2"], sweep_dir=sweep, env=env, timeout=300)
     reports = {}
     for source in ("records", "offline"):
         out = tmp_path / f"report_{source}"
-        done = subprocess.run([sys.executable, "-m", "analysis.report", str(sweep), "--source", source,
-                               "--out", str(out), "--cache-dir", str(tmp_path / "cache"), "--resamples", "200"],
-                              cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+        done = run_cli([str(sweep), "--source", source, "--out", str(out), "--cache-dir", str(tmp_path / "cache"),
+                        "--resamples", "200"], module="analysis.report", env=env, timeout=300, check=False)
         assert done.returncode == 0, done.stderr
         assert done.stderr == ""  # two good runs: no warning
         reports[source] = out

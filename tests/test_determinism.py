@@ -1,20 +1,17 @@
 """Same config + same seed -> identical metrics, bit for bit, in two separate processes (CPU)."""
 
 import csv
-import subprocess
-import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 
+from conftest import run_cli as _run_cli
 from trpo_exp.record import TIME_COLUMNS
 
 
 def run_cli(run_dir, overrides):
-    cmd = [sys.executable, "-m", "trpo_exp", *overrides, f"hydra.run.dir={run_dir}", "log_every=1000"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stderr[-2000:]
+    _run_cli(overrides, run_dir=run_dir)
     return run_dir
 
 

@@ -6,20 +6,18 @@ pass or a failure here is repeatable.
 """
 
 import json
-import subprocess
-import sys
 
 import pandas as pd
 import pytest
+
+from conftest import run_cli
 
 pytestmark = pytest.mark.slow
 
 
 def train(tmp_path, *overrides):
     run_dir = tmp_path / "run"
-    cmd = [sys.executable, "-m", "trpo_exp", *overrides, f"hydra.run.dir={run_dir}", "log_every=1000"]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stderr[-3000:]
+    run_cli(list(overrides), run_dir=run_dir, timeout=900)
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished"
     return info, pd.read_csv(run_dir / "metrics.csv")

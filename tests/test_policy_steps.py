@@ -5,15 +5,16 @@ import copy
 import pytest
 import torch
 
+from trpo_exp import algorithms
 from trpo_exp.algos.common import mean_kl
-from trpo_exp.config import AlgoConfig, Config, EnvConfig
+from trpo_exp.config import Config, EnvConfig
 from trpo_exp.engine import Trainer
 from trpo_exp.optim.fisher import fisher_vector_product
 from trpo_exp.optim.flat import flat_params
 
 
 def make_trainer(tmp_path, algo: str, env_id: str, **algo_kwargs) -> Trainer:
-    cfg = Config(algo=AlgoConfig(name=algo, steps_per_iter=1024, **algo_kwargs),
+    cfg = Config(algo=algorithms.get(algo).schema(steps_per_iter=1024, **algo_kwargs),
                  env=EnvConfig(id=env_id, num_envs=4), total_steps=10**6, seed=1)
     return Trainer(cfg, tmp_path)
 

@@ -4,23 +4,18 @@ what happened."""
 import csv
 import json
 import signal
-import subprocess
-import sys
-import time
 
+from conftest import run_cli, start_cli, wait_for
 from trpo_exp.record import METRIC_COLUMNS
 
 
 def test_sigterm_mid_run_closes_the_record_as_failed_and_keeps_every_row(tmp_path):
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "trpo_exp", "env=cartpole", "total_steps=10000000",
-                             "logger=none", f"hydra.run.dir={run_dir}", "log_every=1000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = start_cli(["env=cartpole", "total_steps=10000000", "logger=none"], run_dir=run_dir)
     metrics = run_dir / "metrics.csv"
-    deadline = time.time() + 120
     # metrics.csv is flushed every iteration: wait until three rows are on disk, then stop the run.
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 4):
-        time.sleep(0.2)
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4, "three rows of metrics.csv",
+             proc)
     assert json.loads((run_dir / "run.json").read_text())["status"] == "running"
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
@@ -40,9 +35,7 @@ def test_sigterm_mid_run_closes_the_record_as_failed_and_keeps_every_row(tmp_pat
 def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_path):
     def run(tag, *overrides):
         run_dir = tmp_path / tag
-        result = subprocess.run([sys.executable, "-m", "trpo_exp", *overrides, "logger=none", "eval.episodes=1",
-                                 f"hydra.run.dir={run_dir}"], capture_output=True, text=True, timeout=300)
-        assert result.returncode == 0, result.stderr[-2000:]
+        run_cli([*overrides, "logger=none", "eval.episodes=1"], run_dir=run_dir)
         return json.loads((run_dir / "run.json").read_text())
 
     exact = run("exact", "env=cartpole", "total_steps=5000")  # 2048 + 2048 + a shrunken 904

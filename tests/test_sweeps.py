@@ -15,11 +15,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -27,24 +24,24 @@ import pandas as pd
 import pytest
 from optuna.trial import TrialState
 
+from conftest import run_cli, start_cli, wait_for
 from sweeps.__main__ import main
 
-ROOT = Path(__file__).resolve().parent.parent
 TINY = ["total_steps=4096", "algo.steps_per_iter=512", "eval.episodes=2", "logger=none",
         "sweep.seeds=2", "sweep.report_seeds=1", "sweep.poll_interval=0.5"]
 FAST_HEARTBEAT = ["sweep.heartbeat_interval=1", "sweep.grace_period=3"]
 
 
-def sweep_cmd(sweep_dir: Path, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "sweeps", "trpo_cartpole", f"sweep.dir={sweep_dir}", *TINY, *extra]
+def sweep_args(sweep_dir: Path, *extra: str) -> list[str]:
+    return ["trpo_cartpole", f"sweep.dir={sweep_dir}", *TINY, *extra]
 
 
-def run_sweep(sweep_dir: Path, *extra: str, timeout: float = 150) -> subprocess.CompletedProcess:
-    return subprocess.run(sweep_cmd(sweep_dir, *extra), cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+def run_sweep(sweep_dir: Path, *extra: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return run_cli(sweep_args(sweep_dir, *extra), module="sweeps", timeout=timeout, check=False)
 
 
 def load(sweep_dir: Path, name: str = "trpo_cartpole", storage: str | None = None) -> optuna.Study:
-    from trpo_exp.trial_report import open_storage
+    from sweeps.trial_report import open_storage
 
     return optuna.load_study(study_name=name, storage=open_storage(storage or f"sqlite:///{sweep_dir / 'study.db'}"))
 
@@ -92,12 +89,9 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, journ
     storage = f"journal:{tmp_path / 'journal.log'}" if journal else None
     args = ("sweep.n_trials=4", "sweep.pruner.name=none", *FAST_HEARTBEAT,
             *([f"sweep.storage={storage}"] if storage else []))
-    proc = subprocess.Popen(sweep_cmd(sweep_dir, *args), cwd=ROOT, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    proc = start_cli(sweep_args(sweep_dir, *args), module="sweeps", capture=False)
     target = sweep_dir / "trials" / "0001" / "s0" / "run.json"  # the second trial has started
-    deadline = time.time() + 120
-    while not target.exists() and proc.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
+    wait_for(target.exists, "the second trial's first run", proc, poll=0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {t.number: t for t in load(sweep_dir, storage=storage).trials}
@@ -126,10 +120,9 @@ def test_killed_sweep_resumes_without_losing_or_repeating_trials(tmp_path, journ
 def test_two_workers_share_one_study_without_duplicates(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = ("sweep.n_trials=4", "sweep.pruner.name=none", "sweep.seeds=1", "sweep.report_seeds=1", *FAST_HEARTBEAT)
-    procs = [subprocess.Popen(sweep_cmd(sweep_dir, *args), cwd=ROOT, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True) for _ in range(2)]
-    outs = [p.communicate(timeout=180) for p in procs]
-    for p, (out, err) in zip(procs, outs):
+    procs = [start_cli(sweep_args(sweep_dir, *args), module="sweeps") for _ in range(2)]
+    outs = [p.communicate(timeout=600) for p in procs]
+    for p, (_out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     study = load(sweep_dir)
     assert states(study) == {"COMPLETE": 4}
@@ -187,6 +180,5 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, args, needle):
 
 def test_cli_errors_exit_2(tmp_path):
     for argv in (["nosuch_sweep"], ["trpo_cartpole", "sweep.pruner.name=bogus", f"sweep.dir={tmp_path}"]):
-        proc = subprocess.run([sys.executable, "-m", "sweeps", *argv], cwd=ROOT, capture_output=True, text=True,
-                              timeout=120, env={**os.environ, "HYDRA_FULL_ERROR": "0"})
+        proc = run_cli(argv, module="sweeps", check=False, env={"HYDRA_FULL_ERROR": "0"})
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr

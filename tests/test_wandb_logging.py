@@ -4,22 +4,19 @@ import json
 import math
 import os
 import subprocess
-import sys
 
 import pandas as pd
 import pytest
 
+from analysis.sources.wandb_file import read_offline_run
+from conftest import run_cli, start_cli, wait_for
 from trpo_exp.provenance import git_info
-from trpo_exp.wandb_offline import read_offline_run
 
 
 def cli(run_dir, *overrides, env=None, multirun=False):
-    cmd = [sys.executable, "-m", "trpo_exp", *overrides, "log_every=1000"]
-    cmd += [f"hydra.sweep.dir={run_dir}", "-m"] if multirun else [f"hydra.run.dir={run_dir}"]
-    full_env = {**os.environ, "WANDB_SILENT": "true", **(env or {})}
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=full_env)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return result
+    if multirun:
+        return run_cli(list(overrides), sweep_dir=run_dir, env=env)
+    return run_cli(list(overrides), run_dir=run_dir, env=env)
 
 
 def test_offline_run_history_matches_metrics_csv(tmp_path):
@@ -125,17 +122,12 @@ def _wandb_service_of(pid):
 @pytest.mark.skipif(not os.path.isdir("/proc"), reason="finds the wandb service through /proc")
 def test_training_goes_on_when_the_wandb_service_dies(tmp_path):
     import signal
-    import time
 
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "trpo_exp", "env=cartpole", "total_steps=40000",
-                             f"hydra.run.dir={run_dir}", "log_every=1000"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "WANDB_SILENT": "true"})
-    deadline = time.time() + 120
+    proc = start_cli(["env=cartpole", "total_steps=40000"], run_dir=run_dir)
     metrics = run_dir / "metrics.csv"
-    while time.time() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
-        time.sleep(0.1)
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, "two rows of metrics.csv",
+             proc)
     services = _wandb_service_of(proc.pid)
     assert services, "no wandb service found for the run"
     for pid in services:

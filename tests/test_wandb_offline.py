@@ -1,4 +1,4 @@
-"""Tests for trpo_exp.wandb_offline against runs written by the real wandb library."""
+"""Tests for analysis.sources.wandb_file against runs written by the real wandb library."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from trpo_exp.wandb_offline import BLOCK_SIZE, read_offline_run
+from analysis.sources.wandb_file import BLOCK_SIZE, read_offline_run
 
 RUN_ID = "trpotest01"
 N_STEPS = 20

@@ -23,7 +23,7 @@ EXIT_CONFIG_ERROR = 2
 def one_line(err: BaseException) -> str:
     """Condense a Hydra/OmegaConf error chain into one line that keeps the key, value and options."""
     parts: list[str] = []
-    seen = err
+    seen: BaseException | None = err
     while seen is not None and len(parts) < 3:
         text = str(seen)
         # Hydra appends the config search path to missing-option errors; it is noise here.

@@ -9,11 +9,13 @@ the full key, the bad value and what is allowed.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
 
-ALGORITHMS = ("pg", "npg", "trpo", "trpo_vine")
+from trpo_exp.budget import trunk_steps
+
 ACTIVATIONS = ("tanh", "relu")
 VECTOR_MODES = ("sync", "async")
 DEVICES = ("cpu", "cuda", "auto")
@@ -24,7 +26,7 @@ class ConfigError(ValueError):
     """A user-facing configuration mistake; ``str(err)`` is a one-line message."""
 
 
-def require(ok: bool, key: str, value, allowed: str, error: type[Exception] = ConfigError) -> None:
+def require(ok: bool, key: str, value: Any, allowed: str, error: type[Exception] = ConfigError) -> None:
     """The one-line check used by every schema here (and by sweeps/, with its own error type)."""
     if not ok:
         raise error(f"{key}={value!r} is not allowed: {allowed}")
@@ -54,13 +56,12 @@ class VineConfig:
 
 @dataclass
 class AlgoConfig:
-    """Policy-gradient family hyperparameters. One schema for pg, npg and trpo: they share the
-    engine and differ only in the policy step (fields a step rule does not use are ignored)."""
+    """What every algorithm of the family shares: sampling, advantages, networks and the value
+    baseline. Each algorithm has its own schema below (registered in trpo_exp.algorithms), so a key
+    an algorithm does not use is refused instead of silently ignored."""
 
-    name: str = "trpo"
-    """Which policy step: 'pg' (Adam on the surrogate), 'npg' (natural gradient, fixed KL-scaled
-    step), 'trpo' (natural gradient + backtracking line search on the KL constraint), 'trpo_vine'
-    (trpo's step on the vine estimator's objective)."""
+    name: str = MISSING
+    """The algorithm (set by its schema): one of trpo_exp.algorithms.names()."""
     steps_per_iter: int = 2048
     """Env steps collected per policy iteration, summed over all vector envs, >= num_envs.
     For trpo_vine: the trunk steps (branch steps come on top and count against total_steps)."""
@@ -76,25 +77,6 @@ class AlgoConfig:
     """Hidden activation: 'tanh' or 'relu'."""
     log_std_init: float = 0.0
     """Initial log standard deviation of the Gaussian policy (state-independent); Box actions only."""
-    lr: float = 3e-3
-    """pg only: Adam learning rate of the policy, > 0."""
-    max_kl: float = 0.01
-    """npg/trpo: trust-region size delta, the allowed mean KL(old || new) per update, > 0."""
-    cg_iters: int = 10
-    """npg/trpo: maximum conjugate-gradient iterations, >= 1."""
-    cg_tol: float = 1e-10
-    """npg/trpo: CG stops when the squared residual norm falls below this, >= 0."""
-    cg_damping: float = 0.1
-    """npg/trpo: damping added to the Fisher matrix, (F + damping*I), >= 0."""
-    backtrack_coeff: float = 0.8
-    """trpo: step shrink factor per line-search try, in (0, 1)."""
-    backtrack_iters: int = 10
-    """trpo: maximum line-search tries, >= 1; if none is accepted the policy is unchanged."""
-    accept_ratio: float = 0.0
-    """trpo: accept a step only if its surrogate improvement is >= accept_ratio times the linearly
-    expected improvement (0 = any improvement), in [0, 1)."""
-    fvp_subsample: float = 1.0
-    """npg/trpo: fraction of the batch used for Fisher-vector products, in (0, 1] (paper: 0.1)."""
     vf_lr: float = 3e-3
     """Adam learning rate of the value baseline, > 0."""
     vf_epochs: int = 5
@@ -105,33 +87,103 @@ class AlgoConfig:
     """Fit the value baseline on targets standardised by each batch's mean and std, with its output
     layer rescaled so predictions are unchanged by the new statistics (Pop-Art). value_loss is then
     on the standardised scale."""
-    vine: VineConfig = field(default_factory=VineConfig)
-    """trpo_vine only: how the rollout set and its branches are sampled."""
 
     def __post_init__(self) -> None:
         k = "algo."
-        require(self.name in ALGORITHMS, k + "name", self.name, f"one of {', '.join(ALGORITHMS)}")
         require(self.steps_per_iter >= 1, k + "steps_per_iter", self.steps_per_iter, "must be >= 1")
         require(0.0 < self.gamma <= 1.0, k + "gamma", self.gamma, "must be in (0, 1]")
         require(0.0 < self.gae_lambda <= 1.0, k + "gae_lambda", self.gae_lambda, "must be in (0, 1]")
         require(len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
-                 k + "hidden_sizes", list(self.hidden_sizes), "a non-empty list of positive widths")
+                k + "hidden_sizes", list(self.hidden_sizes), "a non-empty list of positive widths")
         require(self.activation in ACTIVATIONS, k + "activation", self.activation,
-                 f"one of {', '.join(ACTIVATIONS)}")
-        require(self.lr > 0, k + "lr", self.lr, "must be > 0")
+                f"one of {', '.join(ACTIVATIONS)}")
+        require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
+        require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
+        require(self.vf_batch_size >= 1, k + "vf_batch_size", self.vf_batch_size, "must be >= 1")
+
+    def check_with_env(self, env: EnvConfig) -> None:
+        """Checks that need the env's settings too (none here; vine has some)."""
+
+
+@dataclass
+class PGConfig(AlgoConfig):
+    """Vanilla policy gradient: one Adam step per batch on the surrogate."""
+
+    name: str = "pg"
+    lr: float = 3e-3
+    """Adam learning rate of the policy, > 0."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        require(self.lr > 0, "algo.lr", self.lr, "must be > 0")
+
+
+@dataclass
+class NPGConfig(AlgoConfig):
+    """Natural policy gradient: CG direction on Fisher-vector products, step scaled so the
+    quadratic KL model equals max_kl; no line search."""
+
+    name: str = "npg"
+    max_kl: float = 0.01
+    """Trust-region size delta, the allowed mean KL(old || new) per update, > 0."""
+    cg_iters: int = 10
+    """Maximum conjugate-gradient iterations, >= 1."""
+    cg_tol: float = 1e-10
+    """CG stops when the squared residual norm falls below this, >= 0."""
+    cg_damping: float = 0.1
+    """Damping added to the Fisher matrix, (F + damping*I), >= 0."""
+    fvp_subsample: float = 1.0
+    """Fraction of the batch used for Fisher-vector products, in (0, 1] (paper: 0.1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        k = "algo."
         require(self.max_kl > 0, k + "max_kl", self.max_kl, "must be > 0")
         require(self.cg_iters >= 1, k + "cg_iters", self.cg_iters, "must be >= 1")
         require(self.cg_tol >= 0, k + "cg_tol", self.cg_tol, "must be >= 0")
         require(self.cg_damping >= 0, k + "cg_damping", self.cg_damping, "must be >= 0")
-        require(0.0 < self.backtrack_coeff < 1.0, k + "backtrack_coeff", self.backtrack_coeff,
-                 "must be in (0, 1)")
+        require(0.0 < self.fvp_subsample <= 1.0, k + "fvp_subsample", self.fvp_subsample, "must be in (0, 1]")
+
+
+@dataclass
+class TRPOConfig(NPGConfig):
+    """TRPO, single path: npg's direction and step, then a backtracking line search that enforces
+    mean KL <= max_kl and a surrogate improvement."""
+
+    name: str = "trpo"
+    backtrack_coeff: float = 0.8
+    """Step shrink factor per line-search try, in (0, 1)."""
+    backtrack_iters: int = 10
+    """Maximum line-search tries, >= 1; if none is accepted the policy is unchanged."""
+    accept_ratio: float = 0.0
+    """Accept a step only if its surrogate improvement is >= accept_ratio times the linearly
+    expected improvement (0 = any improvement), in [0, 1)."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        k = "algo."
+        require(0.0 < self.backtrack_coeff < 1.0, k + "backtrack_coeff", self.backtrack_coeff, "must be in (0, 1)")
         require(self.backtrack_iters >= 1, k + "backtrack_iters", self.backtrack_iters, "must be >= 1")
         require(0.0 <= self.accept_ratio < 1.0, k + "accept_ratio", self.accept_ratio, "must be in [0, 1)")
-        require(0.0 < self.fvp_subsample <= 1.0, k + "fvp_subsample", self.fvp_subsample,
-                 "must be in (0, 1]")
-        require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
-        require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
-        require(self.vf_batch_size >= 1, k + "vf_batch_size", self.vf_batch_size, "must be >= 1")
+
+
+@dataclass
+class TRPOVineConfig(TRPOConfig):
+    """TRPO with vine sampling (paper, section 5.2): trpo's step on the vine estimator's objective."""
+
+    name: str = "trpo_vine"
+    steps_per_iter: int = 1024
+    """Trunk steps per iteration, summed over all vector envs, >= num_envs (branch steps come on
+    top and count against total_steps)."""
+    vine: VineConfig = field(default_factory=VineConfig)
+    """How the rollout set and its branches are sampled."""
+
+    def check_with_env(self, env: EnvConfig) -> None:
+        require(env.vector_mode == "sync", "env.vector_mode", env.vector_mode,
+                "algo=trpo_vine needs 'sync' (it saves and restores the envs' states)")
+        trunk = trunk_steps(self.steps_per_iter, env.num_envs)
+        require(self.vine.num_states <= trunk, "algo.vine.num_states", self.vine.num_states,
+                f"must be <= the trunk steps per iteration ({trunk})")
 
 
 @dataclass
@@ -161,12 +213,12 @@ class EnvConfig:
     def __post_init__(self) -> None:
         require(self.num_envs >= 1, "env.num_envs", self.num_envs, "must be >= 1")
         require(self.vector_mode in VECTOR_MODES, "env.vector_mode", self.vector_mode,
-                 f"one of {', '.join(VECTOR_MODES)}")
+                f"one of {', '.join(VECTOR_MODES)}")
         require(self.max_episode_steps is None or self.max_episode_steps >= 1,
-                 "env.max_episode_steps", self.max_episode_steps, "null or >= 1")
+                "env.max_episode_steps", self.max_episode_steps, "null or >= 1")
         require(self.clip_obs > 0, "env.clip_obs", self.clip_obs, "must be > 0")
         require(self.default_total_steps >= 1, "env.default_total_steps", self.default_total_steps,
-                 "must be >= 1")
+                "must be >= 1")
 
 
 @dataclass
@@ -218,39 +270,17 @@ class LoggerConfig:
 
 
 @dataclass
-class TrialConfig:
-    """Set by the sweep driver (sweeps/), not by hand: ties this run to an Optuna trial so that it
-    can report intermediate results to the study's storage and be pruned."""
-
-    storage: Optional[str] = None
-    """Optuna storage URL of the study; null = this run is not part of a sweep."""
-    study: Optional[str] = None
-    """Optuna study name."""
-    number: Optional[int] = None
-    """Optuna trial number."""
-    seed_index: int = 0
-    """Which of the trial's seeds this run is (0-based), >= 0."""
-    num_seeds: int = 1
-    """How many seeds the trial runs, >= 1 (seed k of n reports iteration i as Optuna step
-    (i - 1) * n + k, so the seeds' intermediate values interleave instead of colliding)."""
-
-    def __post_init__(self) -> None:
-        require(self.seed_index >= 0, "trial.seed_index", self.seed_index, "must be >= 0")
-        require(self.num_seeds >= 1, "trial.num_seeds", self.num_seeds, "must be >= 1")
-        require(self.seed_index < self.num_seeds, "trial.seed_index", self.seed_index,
-                 f"must be < trial.num_seeds ({self.num_seeds})")
-        require(self.storage is None or (self.study is not None and self.number is not None),
-                 "trial.storage", self.storage, "needs trial.study and trial.number too")
-
-
-@dataclass
 class Config:
-    algo: AlgoConfig = field(default_factory=AlgoConfig)
+    algo: AlgoConfig = MISSING
+    """The algorithm's settings; its schema (PGConfig, NPGConfig, ...) comes with the algo option."""
     env: EnvConfig = field(default_factory=EnvConfig)
     device: DeviceConfig = field(default_factory=DeviceConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
-    trial: TrialConfig = field(default_factory=TrialConfig)
+    hooks: Dict[str, Any] = field(default_factory=dict)
+    """Per-iteration training hooks: name -> a Hydra ``_target_`` spec of a callable that receives
+    every logged metrics row and may raise trpo_exp.engine.StopRun (sweeps attach their Optuna
+    reporter here). Empty for a plain run."""
     seed: int = 0
     """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
     total_steps: Optional[int] = None
@@ -268,18 +298,16 @@ class Config:
     def __post_init__(self) -> None:
         require(self.seed >= 0, "seed", self.seed, "must be >= 0")
         require(self.total_steps is None or self.total_steps > 0, "total_steps", self.total_steps,
-                 "must be > 0 (or null for the env preset's budget)")
+                "must be > 0 (or null for the env preset's budget)")
         require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
         require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "must be >= 0")
         require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
         require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
-                 self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
-        if self.algo.name == "trpo_vine":
-            require(self.env.vector_mode == "sync", "env.vector_mode", self.env.vector_mode,
-                     "algo=trpo_vine needs 'sync' (it saves and restores the envs' states)")
-            trunk = self.algo.steps_per_iter // self.env.num_envs * self.env.num_envs
-            require(self.algo.vine.num_states <= trunk, "algo.vine.num_states", self.algo.vine.num_states,
-                     f"must be <= the trunk steps per iteration ({trunk})")
+                self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
+        self.algo.check_with_env(self.env)
+        for name, spec in self.hooks.items():
+            require(isinstance(spec, dict) and "_target_" in spec, f"hooks.{name}", spec,
+                   "a mapping with a _target_ (the hook's import path)")
 
     @property
     def budget(self) -> int:
@@ -287,10 +315,14 @@ class Config:
 
 
 def register_configs() -> None:
-    """Register the schemas so YAML files can start with ``defaults: [base_<group>]``."""
+    """Register the schemas so YAML files can start with ``defaults: [base_<option>]``
+    (``base_trpo`` for conf/algo/trpo.yaml: each algorithm its own schema)."""
+    from trpo_exp.algorithms import ALGORITHMS
+
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
-    cs.store(group="algo", name="base_algo", node=AlgoConfig)
+    for algorithm in ALGORITHMS:
+        cs.store(group="algo", name=f"base_{algorithm.name}", node=algorithm.schema)
     cs.store(group="env", name="base_env", node=EnvConfig)
     cs.store(group="device", name="base_device", node=DeviceConfig)
     cs.store(group="logger", name="base_logger", node=LoggerConfig)

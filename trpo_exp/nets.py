@@ -117,6 +117,9 @@ class ValueNet(nn.Module):
     prediction stays exactly what it was (Pop-Art, van Hasselt et al. 2016): only the fit moves V.
     Without it (the default), the network regresses the raw targets."""
 
+    target_mean: torch.Tensor
+    target_std: torch.Tensor
+
     def __init__(self, obs_dim: int, hidden: Sequence[int], activation: str, normalize_targets: bool = False):
         super().__init__()
         self.net = mlp(obs_dim, 1, hidden, activation, out_gain=1.0)
@@ -146,6 +149,7 @@ class ValueNet(nn.Module):
             return
         mean, std = targets.mean(), targets.std().clamp(min=1e-6)
         head = self.net[-1]
+        assert isinstance(head, nn.Linear)
         old_mean, old_std = self.target_mean.clone(), self.target_std.clone()
         head.weight.mul_(old_std / std)
         head.bias.copy_((old_std * head.bias + old_mean - mean) / std)

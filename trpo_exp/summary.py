@@ -1,8 +1,11 @@
-"""A table of the runs of a multirun, printed when the multirun ends (a Hydra callback)."""
+"""A table of the runs of a multirun, printed when the multirun ends (a Hydra callback).
+
+Runs are grouped by (algorithm, env): a mean over different algorithms means nothing. Each group's
+last line gives the mean and the sample std (ddof=1) of the runs' final evaluations.
+"""
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from pathlib import Path
@@ -11,34 +14,43 @@ from typing import Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from trpo_exp.record.files import RUN_JSON
+from trpo_exp.util import sample_std
 
-def load_runs(sweep_dir: Path) -> list[dict]:
+
+def load_runs(sweep_dir: Path) -> list[dict[str, Any]]:
+    from trpo_exp.record.reader import read_info
+
     runs = []
-    for path in sorted(Path(sweep_dir).glob("*/run.json")):
-        try:
-            runs.append(json.loads(path.read_text()))
-        except (OSError, json.JSONDecodeError) as err:
-            runs.append({"run_dir": str(path.parent), "status": f"unreadable run.json ({err})"})
+    for path in sorted(Path(sweep_dir).glob(f"*/{RUN_JSON}")):
+        notes: list[str] = []
+        info = read_info(path.parent, notes)
+        runs.append(info if info else {"run_dir": str(path.parent), "status": "; ".join(notes)})
     return runs
 
 
-def format_table(runs: list[dict]) -> str:
-    header = f"{'algo':<6} {'env':<16} {'seed':>4} {'status':<9} {'env_steps':>10} {'eval_return':>18} {'wall_s':>8}"
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def format_table(runs: list[dict[str, Any]]) -> str:
+    header = f"{'algo':<9} {'env':<16} {'seed':>4} {'status':<9} {'env_steps':>10} {'eval_return':>18} {'wall_s':>8}"
     lines = [header, "-" * len(header)]
-    finals = []
+    finals: dict[tuple[str, str], list[float]] = {}
     for r in runs:
         mean, std = r.get("eval_return_mean"), r.get("eval_return_std")
-        ev = f"{mean:.1f} +- {std:.1f}" if isinstance(mean, (int, float)) else "-"
-        if isinstance(mean, (int, float)):
-            finals.append(mean)
+        ev = f"{mean:.1f} +- {std:.1f}" if _number(mean) and _number(std) else "-"
+        if _number(mean):
+            finals.setdefault((str(r.get("algo", "?")), str(r.get("env_id", "?"))), []).append(float(mean))  # type: ignore[arg-type]
         wall = r.get("wall_time_s")
-        lines.append(f"{str(r.get('algo', '?')):<6} {str(r.get('env_id', '?')):<16} {str(r.get('seed', '?')):>4} "
+        lines.append(f"{str(r.get('algo', '?')):<9} {str(r.get('env_id', '?')):<16} {str(r.get('seed', '?')):>4} "
                      f"{str(r.get('status', '?')):<9} {str(r.get('env_steps', '-')):>10} {ev:>18} "
-                     f"{(f'{wall:.0f}' if isinstance(wall, (int, float)) else '-'):>8}")
-    if finals:
-        mean = sum(finals) / len(finals)
-        sd = math.sqrt(sum((x - mean) ** 2 for x in finals) / len(finals))
-        lines.append(f"final eval return over {len(finals)} runs: mean {mean:.1f}, std {sd:.1f}")
+                     f"{(f'{wall:.0f}' if _number(wall) else '-'):>8}")
+    for (algo, env), values in sorted(finals.items()):
+        mean = sum(values) / len(values)
+        spread = sample_std(values)
+        sd = f", sample std {spread:.1f}" if math.isfinite(spread) else ""
+        lines.append(f"{algo} on {env}: final eval return over {len(values)} runs: mean {mean:.1f}{sd}")
     return "\n".join(lines)
 
 

@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trpo_exp.config import LoggerConfig
-from trpo_exp.record import WANDB_KEYS
+from trpo_exp.record import STEP, WANDB_KEYS, Status
+from trpo_exp.util import first_line
 
 log = logging.getLogger("trpo_exp")
 
-STEP_KEY = "env_steps"  # the W&B step of every history row
+STEP_KEY = STEP  # the W&B step of every history row
 
 
 def wandb_row(row: dict[str, Any]) -> dict[str, Any]:
@@ -46,7 +47,8 @@ class WandbMirror:
                                       x_disable_stats=True, disable_git=True, save_code=False)
             self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group,
                                   job_type=cfg.job_type, tags=[*tags, *cfg.tags], config=config,
-                                  dir=str(self.run_dir), mode=cfg.mode, settings=settings)
+                                  dir=str(self.run_dir), mode=cfg.mode,  # type: ignore[arg-type]
+                                  settings=settings)
             self.run_id = self.run.id
         except BaseException as err:  # wandb raises its own errors, and may raise on Ctrl-C
             if isinstance(err, KeyboardInterrupt):
@@ -54,13 +56,13 @@ class WandbMirror:
             self._give_up("could not start", err)
 
     def _give_up(self, what: str, err: BaseException) -> None:
-        message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        message = first_line(err)
         log.warning("W&B %s (%s: %s); training goes on and the local record in %s is complete",
                     what, type(err).__name__, message, self.run_dir)
         run, self.run = self.run, None
         if run is not None:
             try:
-                run.finish(exit_code=1, quiet=True)
+                run.finish(exit_code=1, quiet=True)  # type: ignore[call-arg]  # quiet: accepted, not in its signature
             except (Exception, SystemExit):
                 pass
         # Shut wandb's service connection down now: otherwise its exit hook meets the broken
@@ -88,7 +90,7 @@ class WandbMirror:
                 if info.get(key) is not None:
                     self.run.summary[f"eval/{key[len('eval_'):]}"] = info[key]
             self.run.summary["status"] = info.get("status")
-            self.run.finish(exit_code=0 if info.get("status") == "finished" else 1)
+            self.run.finish(exit_code=0 if info.get("status") == Status.FINISHED else 1)
         except Exception as err:
             self._give_up("could not finish", err)
         self.run = None

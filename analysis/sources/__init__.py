@@ -1,7 +1,7 @@
 """Where runs come from. Each source turns its input into the same shape, a :class:`Batch`:
 
 * ``records``: local run directories (metrics.csv + run.json + .hydra/config.yaml), the source of truth;
-* ``offline``: W&B offline runs (``wandb/offline-run-*/run-*.wandb``) through trpo_exp.wandb_offline;
+* ``offline``: W&B offline runs (``wandb/offline-run-*/run-*.wandb``) through analysis.sources.wandb_file;
 * ``api``: a W&B project through ``wandb.Api()``, for runs logged online.
 
 A source has two steps so the cache can sit between them: ``discover`` lists candidate runs with a
@@ -10,24 +10,21 @@ cheap fingerprint (file stats, or the server's state), ``read`` loads only those
 
 from __future__ import annotations
 
+import importlib
+from types import ModuleType
+
 from analysis.sources.base import Batch, Candidate
 
 KINDS = ("records", "offline", "api")
 
 
-def get(kind: str):
+def get(kind: str) -> ModuleType:
     """The module implementing source ``kind`` (imported lazily: ``api`` imports wandb's client)."""
     from analysis.errors import AnalysisError
 
-    if kind == "records":
-        from analysis.sources import records as module
-    elif kind == "offline":
-        from analysis.sources import offline as module
-    elif kind == "api":
-        from analysis.sources import api as module
-    else:
+    if kind not in KINDS:
         raise AnalysisError(f"unknown source {kind!r}: choose one of {', '.join(KINDS)}")
-    return module
+    return importlib.import_module(f"analysis.sources.{kind}")
 
 
 __all__ = ["Batch", "Candidate", "KINDS", "get"]

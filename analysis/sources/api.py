@@ -76,7 +76,7 @@ def _fingerprint(run: Any) -> str:
 def read(candidates: Sequence[Candidate]) -> Batch:
     batch = Batch()
     for cand in candidates:
-        run, notes = cand.handle, []
+        run, notes = cand.handle, list[str]()
         try:
             config = dict(run.config)
             summary = _plain(run.summary)

@@ -13,10 +13,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 
-import numpy as np
 import pandas as pd
 
-STEP = "env_steps"
+from trpo_exp.record import STEP
+from trpo_exp.record.reader import numeric_columns
+
+__all__ = ["STEP", "RUN_COLUMNS", "Batch", "Candidate", "numeric_columns", "run_row"]
 
 # One row per run in Batch.runs / RunSet.runs, in this order.
 RUN_COLUMNS = ("run_id", "source", "path", "name", "algo", "env", "seed", "status", "reason", "group",
@@ -61,41 +63,3 @@ def run_row(candidate: Candidate, source: str, *, meta: dict, config: dict | Non
 
 def _str(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def numeric_columns(frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
-    """Every column as float64: booleans -> 0/1, text -> NaN (noted in ``problems``, never raised)."""
-    out = {}
-    for name in frame.columns:
-        col = frame[name]
-        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
-            out[name] = col.astype("float64")
-            continue
-        mapped = col.map(_to_float)
-        if mapped.isna().all() and col.notna().any():
-            continue  # a text column (e.g. a W&B media key): not a metric, dropped silently
-        if (mapped.isna() & col.notna()).any():
-            problems.append(f"non-numeric values in {name} read as missing")
-        out[name] = mapped.astype("float64")
-    return pd.DataFrame(out, index=frame.index)
-
-
-def _to_float(value: Any) -> float:
-    if value is None:
-        return math.nan
-    if isinstance(value, (bool, np.bool_)):
-        return float(value)
-    if isinstance(value, str):
-        text = value.strip()
-        if text in ("True", "true"):
-            return 1.0
-        if text in ("False", "false"):
-            return 0.0
-        try:
-            return float(text) if text else math.nan
-        except ValueError:
-            return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan

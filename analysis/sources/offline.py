@@ -14,7 +14,8 @@ from typing import Sequence
 from analysis.errors import AnalysisError
 from analysis.sources import wandb_rows
 from analysis.sources.base import Batch, Candidate, run_row
-from trpo_exp.wandb_offline import read_offline_run
+from analysis.sources.wandb_file import read_offline_run
+from trpo_exp.util import first_line
 
 NAME = "offline"
 
@@ -67,5 +68,4 @@ def read(candidates: Sequence[Candidate]) -> Batch:
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return f"unreadable: {text[0] if text else type(err).__name__}"
+    return f"unreadable: {first_line(err)}"

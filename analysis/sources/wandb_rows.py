@@ -52,7 +52,7 @@ _STATE = {"finished": "finished", "running": "running", "crashed": "failed", "fa
           "killed": "failed", "preempted": "failed"}
 
 
-def _get(tree: dict, *keys: str):
+def _get(tree: Any, *keys: str) -> Any:
     for key in keys:
         tree = tree.get(key) if isinstance(tree, dict) else None
     return tree

@@ -7,6 +7,7 @@ sampling, VineBatch (trpo_exp.rollout.vine) for vine sampling."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import torch
 
@@ -26,9 +27,33 @@ class PolicyBatch:
         return surrogate(policy, self)
 
 
+class StepBatch(Protocol):
+    """What a policy step needs of its batch (PolicyBatch here, VineBatch for vine sampling)."""
+
+    @property
+    def obs(self) -> torch.Tensor:
+        """The states where the KL constraint and the Fisher matrix are measured."""
+        ...
+
+    def surrogate(self, policy: Policy) -> torch.Tensor:
+        """The objective to improve, differentiable in the policy's parameters."""
+        ...
+
+
+class PolicyStep(Protocol):
+    """One algorithm's update of the policy; its state (e.g. an optimizer's) goes in checkpoints."""
+
+    def __call__(self, policy: Policy, batch: StepBatch) -> PolicyStepStats: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
 @dataclass(frozen=True)
 class PolicyStepStats:
-    """What one policy update did; the engine logs it, the step itself never logs."""
+    """What one policy update did; the engine logs it, the step itself never logs. Each field is a
+    metrics.csv column of the same name (declared in trpo_exp.record.metrics)."""
 
     kl: float
     """Measured mean KL(old || new) over the batch after the step."""
@@ -51,7 +76,7 @@ def surrogate(policy: Policy, batch: PolicyBatch) -> torch.Tensor:
     return (torch.exp(log_prob - batch.old_log_prob) * batch.advantages).mean()
 
 
-def mean_kl(policy: Policy, obs: torch.Tensor, old) -> torch.Tensor:
+def mean_kl(policy: Policy, obs: torch.Tensor, old: torch.distributions.Distribution) -> torch.Tensor:
     """Mean KL(old || current policy) over ``obs``; ``old`` is a detached distribution."""
     return policy.kl(old, policy.distribution(obs)).mean()
 

@@ -10,11 +10,11 @@ sqrt(2 delta / x^T F x) * x makes the quadratic KL model equal delta (paper, app
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 import torch
 
-from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl
+from trpo_exp.algos.common import PolicyStepStats, StepBatch, mean_entropy, mean_kl
 from trpo_exp.nets import Policy
 from trpo_exp.optim.cg import conjugate_gradient
 from trpo_exp.optim.fisher import fisher_vector_product
@@ -29,7 +29,7 @@ class NaturalStep:
     expected_improvement: float
 
 
-def natural_step(policy: Policy, batch: PolicyBatch, max_kl: float, cg_iters: int, cg_tol: float,
+def natural_step(policy: Policy, batch: StepBatch, max_kl: float, cg_iters: int, cg_tol: float,
                  damping: float, fvp_obs: torch.Tensor) -> NaturalStep:
     params = list(policy.parameters())
     g = flat_grad(batch.surrogate(policy), params)
@@ -67,7 +67,7 @@ class NaturalGradient:
         n = max(1, int(round(self.fvp_subsample * obs.shape[0])))
         return obs[torch.randperm(obs.shape[0], device=obs.device)[:n]]
 
-    def __call__(self, policy: Policy, batch: PolicyBatch) -> PolicyStepStats:
+    def __call__(self, policy: Policy, batch: StepBatch) -> PolicyStepStats:
         entropy = mean_entropy(policy, batch.obs)
         params = list(policy.parameters())
         old_params = flat_params(params)
@@ -84,7 +84,9 @@ class NaturalGradient:
 
         if self.line_search is None:
             improvement, kl = try_step(1.0)
-            return PolicyStepStats(kl, improvement, step.expected_improvement, 0, True, entropy)
+            return PolicyStepStats(kl=kl, surrogate_improvement=improvement,
+                                   expected_improvement=step.expected_improvement, backtracks=0,
+                                   step_accepted=True, entropy=entropy)
 
         ls = self.line_search
         for backtracks in range(ls.iters):
@@ -93,12 +95,15 @@ class NaturalGradient:
             expected = step.expected_improvement * fraction
             enough = improvement > 0 and (ls.accept_ratio == 0 or improvement >= ls.accept_ratio * expected)
             if kl <= self.max_kl and enough:
-                return PolicyStepStats(kl, improvement, step.expected_improvement, backtracks, True, entropy)
+                return PolicyStepStats(kl=kl, surrogate_improvement=improvement,
+                                       expected_improvement=step.expected_improvement, backtracks=backtracks,
+                                       step_accepted=True, entropy=entropy)
         set_flat_params(params, old_params)  # no acceptable step: keep the old policy
-        return PolicyStepStats(0.0, 0.0, step.expected_improvement, ls.iters, False, entropy)
+        return PolicyStepStats(kl=0.0, surrogate_improvement=0.0, expected_improvement=step.expected_improvement,
+                               backtracks=ls.iters, step_accepted=False, entropy=entropy)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {}  # stateless between updates
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         pass

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
-from trpo_exp.algos.common import PolicyBatch, PolicyStepStats, mean_entropy, mean_kl
+from trpo_exp.algos.common import PolicyStepStats, StepBatch, mean_entropy, mean_kl
 from trpo_exp.nets import Policy
 
 
@@ -14,7 +15,7 @@ class VanillaPolicyGradient:
     def __init__(self, policy: Policy, lr: float):
         self.optimizer = torch.optim.Adam(policy.parameters(), lr=lr, fused=True)
 
-    def __call__(self, policy: Policy, batch: PolicyBatch) -> PolicyStepStats:
+    def __call__(self, policy: Policy, batch: StepBatch) -> PolicyStepStats:
         entropy = mean_entropy(policy, batch.obs)
         with torch.no_grad():
             old = policy.distribution(batch.obs)
@@ -28,8 +29,8 @@ class VanillaPolicyGradient:
         return PolicyStepStats(kl=kl, surrogate_improvement=improvement, expected_improvement=math.nan,
                                backtracks=0, step_accepted=True, entropy=entropy)
 
-    def state_dict(self) -> dict:
+    def state_dict(self) -> dict[str, Any]:
         return {"optimizer": self.optimizer.state_dict()}
 
-    def load_state_dict(self, state: dict) -> None:
+    def load_state_dict(self, state: dict[str, Any]) -> None:
         self.optimizer.load_state_dict(state["optimizer"])

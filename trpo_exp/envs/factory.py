@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -30,6 +30,15 @@ def check_env_id(env_id: str) -> None:
     except Exception as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise ConfigError(f"env.id={env_id!r} cannot be created here: {reason}") from None
+
+
+def action_space(cfg: EnvConfig) -> gym.Space:
+    """The env's action space (made and closed again: for budget arithmetic before a run)."""
+    env = _make_one(cfg)()
+    try:
+        return env.action_space
+    finally:
+        env.close()
 
 
 def check_vine_support(cfg: EnvConfig) -> None:
@@ -60,9 +69,9 @@ class DiscardStepInfo(gym.Wrapper):
 register_wrapper(DiscardStepInfo, ())  # stateless: snapshots of wrapped envs stay complete
 
 
-def _make_one(cfg: EnvConfig):
+def _make_one(cfg: EnvConfig) -> Callable[[], gym.Env]:
     def thunk() -> gym.Env:
-        kwargs = {"disable_env_checker": True}  # the checker costs time on every step
+        kwargs: dict[str, Any] = {"disable_env_checker": True}  # the checker costs time on every step
         if cfg.max_episode_steps is not None:
             kwargs["max_episode_steps"] = cfg.max_episode_steps
         return DiscardStepInfo(gym.make(cfg.id, **kwargs))

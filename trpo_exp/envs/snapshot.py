@@ -134,6 +134,13 @@ def _family(env: gym.Env) -> _Family | None:
     return None
 
 
+def _known_family(env: gym.Env) -> _Family:
+    family = _family(env)
+    if family is None:
+        raise SnapshotUnsupported(_env_id(env), _unsupported_reason(env) or "no snapshot support")
+    return family
+
+
 def _wrapper_attrs(wrapper: gym.Wrapper) -> tuple[str, ...] | None:
     """Attributes to save for `wrapper`, or None if its state is unknown."""
     for cls in type(wrapper).__mro__:
@@ -182,11 +189,11 @@ def snapshot(env: gym.Env) -> EnvSnapshot:
     u = env.unwrapped
     return EnvSnapshot(
         env_id=_env_id(env),
-        sim=_family(env).save(u),
-        rng_state=copy.deepcopy(u.np_random.bit_generator.state),
+        sim=_known_family(env).save(u),
+        rng_state=copy.deepcopy(dict(u.np_random.bit_generator.state)),
         rng_seed=u._np_random_seed,
         wrappers=tuple(
-            (type(w).__name__, {a: copy.deepcopy(getattr(w, a)) for a in _wrapper_attrs(w)})
+            (type(w).__name__, {a: copy.deepcopy(getattr(w, a)) for a in _wrapper_attrs(w) or ()})
             for w in _chain(env)
         ),
     )
@@ -217,7 +224,7 @@ def restore(env: gym.Env, snap: EnvSnapshot) -> Any:
     bit_gen = getattr(np.random, snap.rng_state["bit_generator"])()
     bit_gen.state = copy.deepcopy(snap.rng_state)
     u._np_random, u._np_random_seed = np.random.Generator(bit_gen), snap.rng_seed
-    return _family(env).load(u, snap.sim)
+    return _known_family(env).load(u, snap.sim)
 
 
 # --------------------------------------------------------------------------- classic control
@@ -245,8 +252,8 @@ def _state_as_f32(u):
 # steps_beyond_terminated decides the reward after termination; last_u is only drawn
 # by render() but is still episode state. Everything else on these classes is constant.
 _FAMILIES[CartPoleEnv] = _attrs_family(("state", "steps_beyond_terminated"), _state_as_f32)
-_FAMILIES[AcrobotEnv] = _attrs_family(("state",), lambda u: u._get_ob())
-_FAMILIES[PendulumEnv] = _attrs_family(("state", "last_u"), lambda u: u._get_obs())
+_FAMILIES[AcrobotEnv] = _attrs_family(("state",), lambda u: u._get_ob())  # type: ignore[attr-defined]
+_FAMILIES[PendulumEnv] = _attrs_family(("state", "last_u"), lambda u: u._get_obs())  # type: ignore[attr-defined]
 _FAMILIES[MountainCarEnv] = _attrs_family(("state",), _state_as_f32)
 _FAMILIES[Continuous_MountainCarEnv] = _attrs_family(("state",), _state_as_f32)
 

@@ -3,7 +3,7 @@
 - single path: the trunk batch itself, with GAE advantages (paper, section 5.1);
 - vine: branch rollouts from a rollout set of trunk states (section 5.2, trpo_exp.rollout.vine).
 The engine asks the estimator where to save states during the trunk and what to optimise; it never
-branches on the algorithm itself.
+branches on the algorithm itself (trpo_exp.algorithms names each algorithm's estimator).
 """
 
 from __future__ import annotations
@@ -14,8 +14,9 @@ import gymnasium as gym
 import torch
 
 from trpo_exp.advantage import normalize
-from trpo_exp.algos.common import PolicyBatch
-from trpo_exp.config import Config
+from trpo_exp.algos.common import PolicyBatch, StepBatch
+from trpo_exp.budget import branch_steps_bound
+from trpo_exp.config import Config, TRPOVineConfig
 from trpo_exp.nets import Policy, ValueNet
 from trpo_exp.obs_norm import RunningObsNormalizer
 from trpo_exp.rollout.batch import Batch
@@ -30,7 +31,7 @@ class Estimator(Protocol):
         """Where to save states during the trunk; ``scale`` < 1 on a shortened last iteration."""
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
-                     advantages: torch.Tensor) -> tuple[object, int]: ...
+                     advantages: torch.Tensor) -> tuple[StepBatch, int]: ...
 
     def close(self) -> None: ...
 
@@ -62,27 +63,18 @@ class SinglePathEstimator:
 class VineEstimator:
     def __init__(self, cfg: Config, normalizer: RunningObsNormalizer, device: torch.device,
                  action_space: gym.Space):
+        assert isinstance(cfg.algo, TRPOVineConfig), "the vine estimator needs the trpo_vine schema"
         self.vine = cfg.algo.vine
         self.brancher = VineBrancher(cfg.env, self.vine, cfg.algo.gamma, normalizer, device)
-        actions = self.vine.num_actions
-        if isinstance(action_space, gym.spaces.Discrete):
-            actions = min(actions, int(action_space.n))  # a small set is enumerated
-        self.branch_steps_bound = self.vine.num_states * actions * self.vine.rollout_len
+        self.branch_steps_bound = branch_steps_bound(self.vine, action_space)
 
     def snapshot_plan(self, steps_per_env: int, num_envs: int, scale: float) -> dict[int, list[int]]:
         num_states = max(1, round(self.vine.num_states * scale))
         return choose_rollout_states(steps_per_env, num_envs, min(num_states, steps_per_env * num_envs))
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
-                     advantages: torch.Tensor):
+                     advantages: torch.Tensor) -> tuple[StepBatch, int]:
         return self.brancher.branch(policy, value_net, list(batch.rollout_states))
 
     def close(self) -> None:
         self.brancher.close()
-
-
-def make_estimator(cfg: Config, normalizer: RunningObsNormalizer, device: torch.device,
-                   action_space: gym.Space) -> Estimator:
-    if cfg.algo.name == "trpo_vine":
-        return VineEstimator(cfg, normalizer, device, action_space)
-    return SinglePathEstimator(cfg.algo.normalize_advantage)

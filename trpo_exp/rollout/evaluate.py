@@ -8,6 +8,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trpo_exp.envs.actions import clip_action
 from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
 
@@ -31,16 +32,13 @@ def evaluate(policy: Policy, normalizer: RunningObsNormalizer, env: gym.Env, epi
     """Run ``episodes`` full episodes. Episode k starts from reset(seed=seed + k), so every
     evaluation of a run sees the same start states and differences come from the policy alone.
     The normaliser is only read, never updated."""
-    discrete = isinstance(env.action_space, gym.spaces.Discrete)
     returns = []
     for k in range(episodes):
         raw, _ = env.reset(seed=seed + k)
         total, done = 0.0, False
         while not done:
             obs = torch.as_tensor(normalizer(raw[None]), device=device)
-            action = policy.mode(obs)[0].cpu().numpy()
-            if not discrete:
-                action = np.clip(action, env.action_space.low, env.action_space.high)
+            action = clip_action(policy.mode(obs)[0].cpu().numpy(), env.action_space)
             raw, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             done = terminated or truncated

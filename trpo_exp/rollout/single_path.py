@@ -8,9 +8,10 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from trpo_exp.envs.actions import clip_action
+from trpo_exp.envs.snapshot import snapshot
 from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
-from trpo_exp.envs.snapshot import snapshot
 from trpo_exp.rollout.batch import Batch
 from trpo_exp.rollout.vine import RolloutState
 
@@ -24,20 +25,15 @@ class SinglePathSampler:
         self.envs = envs
         self.normalizer = normalizer
         self.device = device
-        self.raw_obs, _ = envs.reset(seed=seeds)
+        self.raw_obs, _ = envs.reset(seed=seeds)  # type: ignore[arg-type]  # a seed per env is allowed
         if seed_normalizer:
             self.normalizer.update(self.raw_obs)
         self.ep_return = np.zeros(envs.num_envs)
         self.ep_length = np.zeros(envs.num_envs, dtype=np.int64)
-        space = envs.single_action_space
-        self.discrete = isinstance(space, gym.spaces.Discrete)
-        if not self.discrete:
-            self.low, self.high = space.low, space.high
+        self.action_space = envs.single_action_space
 
     def _to_env(self, actions: torch.Tensor) -> np.ndarray:
-        a = actions.cpu().numpy()
-        # Gaussian actions are clipped only on their way to the env; the batch keeps the sample.
-        return a if self.discrete else np.clip(a, self.low, self.high)
+        return clip_action(actions.cpu().numpy(), self.action_space)
 
     @torch.no_grad()
     def collect(self, policy: Policy, steps_per_env: int,
@@ -45,14 +41,22 @@ class SinglePathSampler:
         """Run ``steps_per_env`` steps in every env. ``snapshot_plan`` {step: [env indices]} saves
         the simulator state of those envs just before those steps (the vine's rollout set)."""
         snapshot_plan = snapshot_plan or {}
-        rollout_states = []
-        obs, actions, rewards, terminated, truncated, final_obs = [], [], [], [], [], []
-        raw_seen, returns, lengths = [], [], []
+        rollout_states: list[RolloutState] = []
+        obs: list[torch.Tensor] = []
+        actions: list[torch.Tensor] = []
+        rewards: list[np.ndarray] = []
+        terminated: list[np.ndarray] = []
+        truncated: list[np.ndarray] = []
+        final_obs: list[np.ndarray] = []
+        raw_seen: list[np.ndarray] = []
+        returns: list[float] = []
+        lengths: list[int] = []
         normalized = self.normalizer(self.raw_obs)
         for _ in range(steps_per_env):
             obs_t = torch.as_tensor(normalized, device=self.device)
             for i in snapshot_plan.get(len(obs), ()):
-                rollout_states.append(RolloutState(snapshot(self.envs.envs[i]), normalized[i].copy()))
+                env = self.envs.envs[i]  # type: ignore[attr-defined]  # vine runs on a SyncVectorEnv
+                rollout_states.append(RolloutState(snapshot(env), normalized[i].copy()))
             action = policy.sample(obs_t)
             raw_next, reward, term, trunc, info = self.envs.step(self._to_env(action))
             obs.append(obs_t)
@@ -61,17 +65,17 @@ class SinglePathSampler:
             terminated.append(term)
             truncated.append(trunc)
             # The final observations of truncated episodes bootstrap V.
-            for i in np.flatnonzero(trunc):
-                final_obs.append(self.normalizer(info["final_obs"][i]))
+            for j in np.flatnonzero(trunc):
+                final_obs.append(self.normalizer(info["final_obs"][j]))
             raw_seen.append(raw_next)
             self.raw_obs = raw_next
             normalized = self.normalizer(raw_next)
             self.ep_return += reward
             self.ep_length += 1
-            for i in np.flatnonzero(term | trunc):
-                returns.append(float(self.ep_return[i]))
-                lengths.append(int(self.ep_length[i]))
-                self.ep_return[i], self.ep_length[i] = 0.0, 0
+            for j in np.flatnonzero(term | trunc):
+                returns.append(float(self.ep_return[j]))
+                lengths.append(int(self.ep_length[j]))
+                self.ep_return[j], self.ep_length[j] = 0.0, 0
         # The normalisation statistics change once per batch, after it: the whole batch (and the
         # policy step that learns from it) sees one fixed observation transform.
         self.normalizer.update(np.concatenate(raw_seen))

@@ -17,12 +17,14 @@ The KL constraint is averaged over the rollout-set states (``VineBatch.obs``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 import torch
 
 from trpo_exp.config import EnvConfig, VineConfig
+from trpo_exp.envs.actions import clip_action
 from trpo_exp.envs.factory import make_eval_env
 from trpo_exp.envs.snapshot import EnvSnapshot, restore
 from trpo_exp.nets import Policy, ValueNet
@@ -182,10 +184,9 @@ class VineBrancher:
         return torch.as_tensor(ret, dtype=torch.float32, device=self.device).view(s, k), steps
 
     @staticmethod
-    def _to_env(env: gym.Env, action: np.ndarray):
-        if isinstance(env.action_space, gym.spaces.Box):
-            return np.clip(action, env.action_space.low, env.action_space.high)
-        return int(action)
+    def _to_env(env: gym.Env, action: np.ndarray) -> Any:
+        clipped = clip_action(action, env.action_space)
+        return clipped if isinstance(env.action_space, gym.spaces.Box) else int(clipped)
 
     def close(self) -> None:
         for env in self.pool:

@@ -9,20 +9,26 @@ grows with its total training progress (what Hyperband's resource counts). Pruni
 whichever seed first sees it; it marks the trial so its sibling seeds stop at their next iteration.
 
 Nothing here knows about sweep definitions: the pruner is rebuilt from a plain spec that the sweep
-stores in the study's user attributes (``PRUNER_ATTR``).
+stores in the study's user attributes (``PRUNER_ATTR``). The reporter reaches the run as a training
+hook (the run config's ``hooks.trial``, see ``hook_overrides``): the engine knows nothing of Optuna.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import optuna
+from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from trpo_exp.config import TrialConfig
 from trpo_exp.engine import StopRun
+from trpo_exp.record import Status
+
+HOOK_NAME = "trial"
+"""The run config's hooks.<name> of the reporter; analysis groups runs by hooks.trial.study/number."""
+TRIAL_KEYS = (f"hooks.{HOOK_NAME}.study", f"hooks.{HOOK_NAME}.number")
 
 PRUNER_ATTR = "sweep:pruner"  # study user attr: {"name": ..., "kwargs": {...}} (Optuna step units)
 PRUNED_ATTR = "sweep:pruned"  # trial system attr set by the seed that decided to prune
@@ -40,7 +46,7 @@ def make_pruner(spec: dict[str, Any]) -> optuna.pruners.BasePruner:
 
 
 def open_storage(url: str, heartbeat_interval: Optional[int] = None, grace_period: Optional[int] = None,
-                 stale_trial_callback=None) -> optuna.storages.BaseStorage:
+                 stale_trial_callback: Optional[Callable[..., None]] = None) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``: 'journal:<file>' is a JournalStorage on that file; anything
     else is an SQLAlchemy URL for RDBStorage (with Optuna's heartbeat when an interval is given).
 
@@ -54,7 +60,7 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = None, grace_perio
         if url.startswith("journal:"):
             path = url.split(":", 1)[1]
             path = path[2:] if path.startswith("//") else path
-            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(path))
+            return optuna.storages.JournalStorage(JournalFileBackend(path))
         sqlite = url.startswith("sqlite:")
         engine_kwargs = {"connect_args": {"timeout": 120, "isolation_level": None}} if sqlite else None
         storage = optuna.storages.RDBStorage(
@@ -67,24 +73,34 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = None, grace_perio
     return storage
 
 
+def hook_overrides(storage: str, study: str, number: int, seed_index: int, num_seeds: int) -> dict[str, Any]:
+    """The run config's ``hooks.trial`` entry that makes a run report to this trial."""
+    return {"_target_": f"{__name__}.TrialReporter", "storage": storage, "study": study, "number": number,
+            "seed_index": seed_index, "num_seeds": num_seeds}
+
+
 class TrialReporter:
     """Training hook (see Trainer.train): report each iteration's mean training return to the
-    Optuna trial and raise StopRun('pruned') when the study's pruner prunes the trial."""
+    Optuna trial and raise StopRun(pruned) when the study's pruner prunes the trial.
 
-    def __init__(self, trial: TrialConfig):
-        self.cfg = trial
-        self.storage = open_storage(trial.storage)
+    ``seed_index`` of ``num_seeds``: which of the trial's seeds this run is (seed k of n reports
+    iteration i as Optuna step (i - 1) * n + k, so the seeds' values interleave, never collide)."""
+
+    def __init__(self, storage: str, study: str, number: int, seed_index: int = 0, num_seeds: int = 1):
+        if not 0 <= seed_index < num_seeds:
+            raise ValueError(f"seed_index={seed_index} must be in [0, num_seeds={num_seeds})")
+        self.number, self.seed_index, self.num_seeds = number, seed_index, num_seeds
+        self.storage = open_storage(storage)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study = optuna.load_study(study_name=trial.study, storage=self.storage)
-            spec = study.user_attrs.get(PRUNER_ATTR, {"name": "none"})
-            self.study = optuna.load_study(study_name=trial.study, storage=self.storage,
-                                           pruner=make_pruner(spec))
+            loaded = optuna.load_study(study_name=study, storage=self.storage)
+            spec = loaded.user_attrs.get(PRUNER_ATTR, {"name": "none"})
+            self.study = optuna.load_study(study_name=study, storage=self.storage, pruner=make_pruner(spec))
         self.prunes = spec["name"] != "none"
-        self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study._study_id, trial.number)
+        self.trial_id = self.storage.get_trial_id_from_study_id_trial_number(self.study._study_id, number)
 
     def step(self, iteration: int) -> int:
-        return (iteration - 1) * self.cfg.num_seeds + self.cfg.seed_index
+        return (iteration - 1) * self.num_seeds + self.seed_index
 
     def __call__(self, row: dict[str, Any]) -> None:
         self._check_running()
@@ -97,16 +113,16 @@ class TrialReporter:
             self._check_running()  # finished meanwhile: stop as orphaned
             raise
         if self.prunes and self.study.pruner.prune(self.study, self.storage.get_trial(self.trial_id)):
-            reason = (f"optuna trial {self.cfg.number} pruned at iteration {row['iteration']} "
-                      f"(seed index {self.cfg.seed_index}, return_mean {value:.4g})")
+            reason = (f"optuna trial {self.number} pruned at iteration {row['iteration']} "
+                      f"(seed index {self.seed_index}, return_mean {value:.4g})")
             self.storage.set_trial_system_attr(self.trial_id, PRUNED_ATTR, reason)
-            raise StopRun("pruned", reason)
+            raise StopRun(Status.PRUNED, reason)
 
     def _check_running(self) -> None:
         """StopRun if a sibling seed pruned it or it is no longer running
         (its sweep worker died and the trial was failed and re-queued: this run is orphaned)."""
         frozen = self.storage.get_trial(self.trial_id)
         if PRUNED_ATTR in frozen.system_attrs:
-            raise StopRun("pruned", str(frozen.system_attrs[PRUNED_ATTR]))
+            raise StopRun(Status.PRUNED, str(frozen.system_attrs[PRUNED_ATTR]))
         if frozen.state != TrialState.RUNNING:
-            raise StopRun("abandoned", f"optuna trial {self.cfg.number} is {frozen.state.name}, not RUNNING")
+            raise StopRun(Status.ABANDONED, f"optuna trial {self.number} is {frozen.state.name}, not RUNNING")

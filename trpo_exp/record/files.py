@@ -1,0 +1,10 @@
+"""The files of a run directory."""
+
+RUN_JSON = "run.json"
+"""Status, final evaluation, provenance (written atomically at start, at the end, and on stops)."""
+METRICS_CSV = "metrics.csv"
+"""One row per policy iteration, columns from trpo_exp.record.metrics, flushed every iteration."""
+HYDRA_CONFIG = ".hydra/config.yaml"
+"""The resolved config, written by Hydra."""
+CHECKPOINT = "checkpoint.pt"
+"""Everything needed to evaluate the agent and to continue its training."""

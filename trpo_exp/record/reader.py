@@ -1,0 +1,168 @@
+"""Reading run records back: run.json and metrics.csv, tolerant of damage.
+
+One reader for everyone downstream (the multirun summary, the sweep objective, analysis). Nothing
+here raises for a damaged record: problems come back as short notes (a metrics.csv line cut by a
+crash, a missing run.json), and the caller decides what a note means for it.
+
+Speed matters (analysis reads thousands of runs): instead of one CSV parse per run, files with the
+same header are concatenated in memory, each line prefixed with its run's index, and parsed by one
+pyarrow call. A malformed line is dropped by pyarrow's invalid-row handler and noted against its run.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pacsv
+
+from trpo_exp.record.files import METRICS_CSV, RUN_JSON
+from trpo_exp.record.metrics import STEP
+
+RUN_INDEX = "__run__"
+"""Column of ``read_metrics``' frame: the index of the run (in the run_dirs given) a row belongs to."""
+
+
+def read_info(run_dir: str | os.PathLike, notes: list[str] | None = None) -> dict[str, Any]:
+    """run.json as a dict; {} (and a note) when it is missing or unreadable."""
+    notes = notes if notes is not None else []
+    try:
+        with open(os.path.join(run_dir, RUN_JSON), "rb") as f:
+            info = json.load(f)
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
+        return info
+    except FileNotFoundError:
+        notes.append("no run.json (status unknown)")
+    except (OSError, ValueError) as err:
+        notes.append(f"unreadable run.json ({type(err).__name__})")
+    return {}
+
+
+@dataclass
+class RunData:
+    """One run read back: its run.json, its metrics (CSV column names, floats) and problems."""
+
+    info: dict[str, Any]
+    metrics: pd.DataFrame
+    notes: list[str] = field(default_factory=list)
+
+
+def read_run(run_dir: str | os.PathLike) -> RunData:
+    notes: list[str] = []
+    info = read_info(run_dir, notes)
+    frame, problems = read_metrics([str(run_dir)])
+    if RUN_INDEX in frame:
+        frame = frame.drop(columns=[RUN_INDEX]).reset_index(drop=True)
+    return RunData(info=info, metrics=frame, notes=notes + problems.get(0, []))
+
+
+def read_metrics(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+    """Every run's metrics.csv in one wide float frame (CSV column names, the run's index in
+    ``RUN_INDEX``; rows without a step are dropped) and the problems found, by run index."""
+    problems: dict[int, list[str]] = defaultdict(list)
+    by_header: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
+    for i, run_dir in enumerate(run_dirs):
+        try:
+            with open(os.path.join(run_dir, METRICS_CSV), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue  # the caller reports runs without metrics as it sees fit
+        except OSError as err:
+            problems[i].append(f"unreadable metrics.csv ({type(err).__name__})")
+            continue
+        header, _, body = data.partition(b"\n")
+        if body.strip():
+            by_header[header.rstrip(b"\r")].append((i, body))
+    frames = [_parse_group(header, files, problems) for header, files in by_header.items()]
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), dict(problems)
+
+
+def _parse_group(header: bytes, files: list[tuple[int, bytes]], problems: dict[int, list[str]]) -> pd.DataFrame:
+    parts = [RUN_INDEX.encode() + b"," + header + b"\n"]
+    for i, body in files:
+        prefix = b"%d," % i
+        parts.append(prefix + body.rstrip(b"\n").replace(b"\n", b"\n" + prefix) + b"\n")
+    bad: dict[int, int] = defaultdict(int)
+
+    def on_invalid(row: Any) -> str:  # a cut or garbled line: drop it, remember whose it was
+        head = (row.text or "").split(",", 1)[0]
+        if head.isdigit():
+            bad[int(head)] += 1
+        return "skip"
+
+    table = pacsv.read_csv(io.BytesIO(b"".join(parts)),
+                           parse_options=pacsv.ParseOptions(invalid_row_handler=on_invalid),
+                           convert_options=pacsv.ConvertOptions(strings_can_be_null=True))
+    for i, count in bad.items():
+        problems[i].append(f"{count} malformed line(s) in metrics.csv dropped")
+    run_index = table.column(RUN_INDEX).to_numpy()
+    table = table.drop_columns([RUN_INDEX])
+    frame = _to_float_frame(table, problems, run_index)
+    frame.insert(0, RUN_INDEX, run_index)
+    return frame[frame[STEP].notna()] if STEP in frame else frame.iloc[0:0]
+
+
+def _to_float_frame(table: pa.Table, problems: dict[int, list[str]], run_index: np.ndarray) -> pd.DataFrame:
+    numeric = {}
+    for name in table.column_names:
+        col = table.column(name)
+        if pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_boolean(col.type) \
+                or pa.types.is_null(col.type):
+            numeric[name] = col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+        else:  # text in a numeric column (garbled line): coerce and note the runs it came from
+            notes: list[str] = []
+            values = numeric_columns(pd.DataFrame({name: col.to_pandas()}), notes)
+            numeric[name] = values[name].to_numpy() if name in values else np.full(len(col), np.nan)
+            bad = pd.isna(numeric[name]) & col.is_valid().to_numpy(zero_copy_only=False)
+            for i in sorted(set(run_index[bad].tolist())):
+                problems[int(i)].append(f"non-numeric values in {name} read as missing")
+    return pd.DataFrame(numeric)
+
+
+def numeric_columns(frame: pd.DataFrame, problems: list[str]) -> pd.DataFrame:
+    """Every column as float64: booleans -> 0/1, text -> NaN (noted in ``problems``, never raised)."""
+    out = {}
+    for name in frame.columns:
+        col = frame[name]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            out[name] = col.astype("float64")
+            continue
+        mapped = col.map(to_float)
+        if mapped.isna().all() and col.notna().any():
+            continue  # a text column (e.g. a W&B media key): not a metric, dropped silently
+        if (mapped.isna() & col.notna()).any():
+            problems.append(f"non-numeric values in {name} read as missing")
+        out[name] = mapped.astype("float64")
+    return pd.DataFrame(out, index=frame.index)
+
+
+def to_float(value: Any) -> float:
+    """A recorded value as a float: booleans (also 'True'/'false' text) -> 1/0, anything else
+    that is not a number -> NaN."""
+    if value is None:
+        return math.nan
+    if isinstance(value, (bool, np.bool_)):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip()
+        if text in ("True", "true"):
+            return 1.0
+        if text in ("False", "false"):
+            return 0.0
+        try:
+            return float(text) if text else math.nan
+        except ValueError:
+            return math.nan
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
