@@ -222,9 +222,11 @@ BAD_INPUT = [
     ("algo=pg algo.max_kl=0.02", "algo.max_kl", "PGConfig"),
     ("algo=npg algo.backtrack_iters=3", "algo.backtrack_iters", "NPGConfig"),
     ("algo=trpo algo.vine.num_states=8", "algo.vine", "TRPOConfig"),
+    ("algo=npg_fixed algo.max_kl=0.01", "algo.max_kl", "NPGFixedConfig"),
+    ("algo=npg_fixed algo.step_size=0", "algo.step_size", "0"),
 ]
 UNKNOWN_KEYS = {"algo.foo=1", "algo=pg algo.max_kl=0.02", "algo=npg algo.backtrack_iters=3",
-                "algo=trpo algo.vine.num_states=8"}
+                "algo=trpo algo.vine.num_states=8", "algo=npg_fixed algo.max_kl=0.01"}
 if not HAS_CUDA:
     BAD_INPUT.append(("device=cuda", "device", "cuda"))
 if importlib.util.find_spec("Box2D") is None:  # registered with gymnasium, but not creatable here

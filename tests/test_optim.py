@@ -102,3 +102,33 @@ def test_fisher_vector_product_equals_explicit_kl_hessian(kind, damping):
     for seed in range(3):
         v = torch.randn(hessian.shape[0], dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
         torch.testing.assert_close(fvp(v), hessian @ v + damping * v, rtol=1e-7, atol=1e-9)
+
+
+def test_fixed_step_npg_update_equals_alpha_times_explicit_inverse_fisher_times_gradient():
+    """npg_fixed: theta_new - theta = alpha (F + damping I)^-1 g, with F the explicit KL Hessian
+    and g the explicit surrogate gradient (CG run to convergence on this small problem)."""
+    from trpo_exp.algos.common import PolicyBatch
+    from trpo_exp.algos.natural import FixedStep, NaturalGradient
+
+    torch.manual_seed(0)
+    policy = GaussianPolicy(3, 2, [4], "tanh", -0.3).double()
+    with torch.no_grad():
+        for p in policy.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    obs = torch.randn(9, 3, dtype=torch.float64)
+    with torch.no_grad():
+        actions = policy.sample(obs)
+        old_log_prob = policy.distribution(obs).log_prob(actions)
+    batch = PolicyBatch(obs, actions, torch.randn(9, dtype=torch.float64), old_log_prob)
+    params = list(policy.parameters())
+    theta0 = flat_params(params)
+    g = flat_grad(batch.surrogate(policy), params)
+    alpha, damping = 0.3, 0.1
+    fisher = _explicit_kl_hessian(policy, obs) + damping * torch.eye(theta0.numel(), dtype=torch.float64)
+    expected = alpha * torch.linalg.solve(fisher, g)
+
+    step = NaturalGradient(FixedStep(alpha), cg_iters=200, cg_tol=1e-30, damping=damping, fvp_subsample=1.0,
+                           line_search=None)
+    stats = step(policy, batch)
+    torch.testing.assert_close(flat_params(params) - theta0, expected, rtol=1e-6, atol=1e-9)
+    assert stats.step_accepted and stats.expected_improvement == pytest.approx(float(g @ expected))

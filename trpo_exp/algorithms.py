@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable
 
-from trpo_exp.config import AlgoConfig, NPGConfig, PGConfig, TRPOConfig, TRPOVineConfig
+from trpo_exp.config import AlgoConfig, NaturalConfig, NPGConfig, NPGFixedConfig, PGConfig, TRPOConfig, TRPOVineConfig
 
 if TYPE_CHECKING:
     import gymnasium as gym
@@ -39,7 +39,9 @@ class Algorithm:
     make_estimator: Callable[[Config, RunningObsNormalizer, torch.device, gym.Space], Estimator]
     """(config, obs normaliser, device, action space) -> the estimator of the step's objective."""
     trust_region: bool
-    """Whether algo.max_kl (delta) and algo.cg_damping apply: the KL figure draws delta for these."""
+    """Whether algo.max_kl (delta) applies: the KL figure draws delta for these."""
+    natural: bool
+    """Whether the step is a natural gradient (algo.cg_damping, algo.cg_iters apply)."""
     check_env: Callable[[EnvConfig], None] | None = None
     """A check of the env that needs the outside world (e.g. vine needs resettable simulators)."""
 
@@ -50,13 +52,19 @@ def _pg_step(cfg: PGConfig, policy: Policy) -> PolicyStep:
     return VanillaPolicyGradient(policy, cfg.lr)
 
 
-def _natural_step(cfg: NPGConfig, policy: Policy) -> PolicyStep:
-    from trpo_exp.algos.natural import BacktrackingLineSearch, NaturalGradient
+def _natural_step(cfg: NaturalConfig, policy: Policy) -> PolicyStep:
+    from trpo_exp.algos.natural import BacktrackingLineSearch, FixedStep, KLScaledStep, NaturalGradient, StepSize
 
+    step_size: StepSize
+    if isinstance(cfg, NPGFixedConfig):
+        step_size = FixedStep(cfg.step_size)
+    else:
+        assert isinstance(cfg, NPGConfig)
+        step_size = KLScaledStep(cfg.max_kl)
     line_search = None
     if isinstance(cfg, TRPOConfig):  # trpo and trpo_vine: the same step; vine changes the objective
-        line_search = BacktrackingLineSearch(cfg.backtrack_coeff, cfg.backtrack_iters, cfg.accept_ratio)
-    return NaturalGradient(cfg.max_kl, cfg.cg_iters, cfg.cg_tol, cfg.cg_damping, cfg.fvp_subsample, line_search)
+        line_search = BacktrackingLineSearch(cfg.max_kl, cfg.backtrack_coeff, cfg.backtrack_iters, cfg.accept_ratio)
+    return NaturalGradient(step_size, cfg.cg_iters, cfg.cg_tol, cfg.cg_damping, cfg.fvp_subsample, line_search)
 
 
 def _single_path(cfg: Config, normalizer: RunningObsNormalizer, device: torch.device,
@@ -79,10 +87,12 @@ def _check_vine_env(env: EnvConfig) -> None:
 
 
 ALGORITHMS: tuple[Algorithm, ...] = (
-    Algorithm("pg", PGConfig, _pg_step, _single_path, trust_region=False),
-    Algorithm("npg", NPGConfig, _natural_step, _single_path, trust_region=True),
-    Algorithm("trpo", TRPOConfig, _natural_step, _single_path, trust_region=True),
-    Algorithm("trpo_vine", TRPOVineConfig, _natural_step, _vine, trust_region=True, check_env=_check_vine_env),
+    Algorithm("pg", PGConfig, _pg_step, _single_path, trust_region=False, natural=False),
+    Algorithm("npg_fixed", NPGFixedConfig, _natural_step, _single_path, trust_region=False, natural=True),
+    Algorithm("npg", NPGConfig, _natural_step, _single_path, trust_region=True, natural=True),
+    Algorithm("trpo", TRPOConfig, _natural_step, _single_path, trust_region=True, natural=True),
+    Algorithm("trpo_vine", TRPOVineConfig, _natural_step, _vine, trust_region=True, natural=True,
+              check_env=_check_vine_env),
 )
 
 

@@ -1,16 +1,20 @@
-"""Natural policy gradient and TRPO: one natural-direction computation, two step rules.
+"""Natural policy gradient and TRPO: one natural-direction computation, two step sizes, an
+optional line search.
 
-direction x = F^-1 g by conjugate gradient on Fisher-vector products; the full step
-sqrt(2 delta / x^T F x) * x makes the quadratic KL model equal delta (paper, appendix C).
-- npg (Kakade 2001) takes that step as it is;
-- trpo backtracks along it until the measured mean KL <= delta and the surrogate improves
-  (paper, section 6 and appendix C).
+direction x = F^-1 g by conjugate gradient on Fisher-vector products; then the step is
+- KL-scaled (``KLScaledStep``): sqrt(2 delta / x^T F x) * x, which makes the quadratic KL model equal
+  delta (paper, appendix C). npg takes it as it is ("normalised NPG", Rajeswaran et al. 2017);
+  trpo backtracks along it until the measured mean KL <= delta and the surrogate improves
+  (paper, section 6 and appendix C);
+- fixed (``FixedStep``): alpha * x, theta += alpha F^-1 g, the natural policy gradient of Kakade
+  (2001) and the baseline of the TRPO paper's Figure 4 (a fixed penalty coefficient, eq. 17):
+  npg_fixed.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Union
 
 import torch
 
@@ -29,32 +33,57 @@ class NaturalStep:
     expected_improvement: float
 
 
-def natural_step(policy: Policy, batch: StepBatch, max_kl: float, cg_iters: int, cg_tol: float,
+@dataclass(frozen=True)
+class KLScaledStep:
+    """The step whose quadratic KL model equals delta = ``max_kl``."""
+
+    max_kl: float
+
+    def __call__(self, x: torch.Tensor, fvp: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        x_f_x = torch.dot(x, fvp(x))
+        # Guard the square root: with a zero gradient (e.g. all advantages 0) there is nothing to do.
+        scale = torch.sqrt(2.0 * self.max_kl / x_f_x) if x_f_x > 0 else torch.zeros(())
+        return scale * x
+
+
+@dataclass(frozen=True)
+class FixedStep:
+    """theta += alpha F^-1 g: the step's size follows the gradient's, nothing bounds its KL."""
+
+    alpha: float
+
+    def __call__(self, x: torch.Tensor, fvp: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        return self.alpha * x
+
+
+StepSize = Union[KLScaledStep, FixedStep]
+
+
+def natural_step(policy: Policy, batch: StepBatch, step_size: StepSize, cg_iters: int, cg_tol: float,
                  damping: float, fvp_obs: torch.Tensor) -> NaturalStep:
     params = list(policy.parameters())
     g = flat_grad(batch.surrogate(policy), params)
     fvp = fisher_vector_product(policy, fvp_obs, damping)
     x = conjugate_gradient(fvp, g, cg_iters, cg_tol)
-    x_f_x = torch.dot(x, fvp(x))
-    # Guard the square root: with a zero gradient (e.g. all advantages 0) there is nothing to do.
-    scale = torch.sqrt(2.0 * max_kl / x_f_x) if x_f_x > 0 else torch.zeros(())
-    full_step = scale * x
+    full_step = step_size(x, fvp)
     return NaturalStep(full_step=full_step, expected_improvement=float(torch.dot(g, full_step)))
 
 
 @dataclass(frozen=True)
 class BacktrackingLineSearch:
+    max_kl: float
+    """Accept a step only if its measured mean KL is <= this (delta)."""
     coeff: float
     iters: int
     accept_ratio: float
 
 
 class NaturalGradient:
-    """The npg/trpo policy step. ``line_search=None`` gives npg; a line search gives trpo."""
+    """The npg / npg_fixed / trpo policy step: a step size, and a line search for trpo."""
 
-    def __init__(self, max_kl: float, cg_iters: int, cg_tol: float, damping: float, fvp_subsample: float,
+    def __init__(self, step_size: StepSize, cg_iters: int, cg_tol: float, damping: float, fvp_subsample: float,
                  line_search: Optional[BacktrackingLineSearch]):
-        self.max_kl = max_kl
+        self.step_size = step_size
         self.cg_iters = cg_iters
         self.cg_tol = cg_tol
         self.damping = damping
@@ -74,7 +103,7 @@ class NaturalGradient:
         with torch.no_grad():
             old_dist = policy.distribution(batch.obs)
             old_objective = float(batch.surrogate(policy))
-        step = natural_step(policy, batch, self.max_kl, self.cg_iters, self.cg_tol, self.damping,
+        step = natural_step(policy, batch, self.step_size, self.cg_iters, self.cg_tol, self.damping,
                             self._fvp_obs(batch.obs))
 
         def try_step(fraction: float) -> tuple[float, float]:
@@ -94,7 +123,7 @@ class NaturalGradient:
             improvement, kl = try_step(fraction)
             expected = step.expected_improvement * fraction
             enough = improvement > 0 and (ls.accept_ratio == 0 or improvement >= ls.accept_ratio * expected)
-            if kl <= self.max_kl and enough:
+            if kl <= ls.max_kl and enough:
                 return PolicyStepStats(kl=kl, surrogate_improvement=improvement,
                                        expected_improvement=step.expected_improvement, backtracks=backtracks,
                                        step_accepted=True, entropy=entropy)
