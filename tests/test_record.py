@@ -42,3 +42,17 @@ def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_pa
     assert exact["env_steps"] == 5000 and exact["iterations"] == 3
     tiny = run("tiny", "algo=trpo_vine", "env=cartpole", "total_steps=100")
     assert tiny["status"] == "finished" and tiny["iterations"] == 1 and 0 < tiny["env_steps"] <= 200
+
+
+def test_run_json_is_strict_json_even_with_nan_and_inf(tmp_path):
+    from trpo_exp.record import RunRecord
+
+    record = RunRecord(tmp_path, {"seed": 1, "odd": [float("nan"), float("inf")], "path": tmp_path})
+    record.finish(eval_return_mean=1.5, eval_return_std=float("nan"))
+
+    def refuse(token):
+        raise ValueError(f"not JSON: {token}")
+
+    info = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
+    assert info["eval_return_std"] is None and info["odd"] == [None, None] and info["path"] == str(tmp_path)
+    assert info["status"] == "finished" and info["eval_return_mean"] == 1.5

@@ -30,6 +30,7 @@ from trpo_exp.record import CHECKPOINT, RunRecord, Status
 from trpo_exp.rollout.batch import Batch, next_state_values
 from trpo_exp.rollout.evaluate import EvalResult, evaluate
 from trpo_exp.rollout.single_path import SinglePathSampler
+from trpo_exp.util import sample_std
 
 
 class StopRun(Exception):
@@ -221,6 +222,6 @@ def episode_stats(batch: Batch) -> dict[str, float]:
         nan = math.nan
         return {"episodes": 0, "return_mean": nan, "return_std": nan, "return_min": nan,
                 "return_max": nan, "episode_length_mean": nan}
-    return {"episodes": int(r.size), "return_mean": float(r.mean()), "return_std": float(r.std()),
+    return {"episodes": int(r.size), "return_mean": float(r.mean()), "return_std": sample_std(r),
             "return_min": float(r.min()), "return_max": float(r.max()),
             "episode_length_mean": float(np.mean(batch.episode_lengths))}

@@ -39,7 +39,7 @@ def format_table(runs: list[dict[str, Any]]) -> str:
     finals: dict[tuple[str, str], list[float]] = {}
     for r in runs:
         mean, std = r.get("eval_return_mean"), r.get("eval_return_std")
-        ev = f"{mean:.1f} +- {std:.1f}" if _number(mean) and _number(std) else "-"
+        ev = (f"{mean:.1f} +- {std:.1f}" if _number(std) else f"{mean:.1f}") if _number(mean) else "-"
         if _number(mean):
             finals.setdefault((str(r.get("algo", "?")), str(r.get("env_id", "?"))), []).append(float(mean))  # type: ignore[arg-type]
         wall = r.get("wall_time_s")

@@ -30,6 +30,20 @@ def _cell(value: Any) -> Any:
     return value
 
 
+def json_safe(value: Any) -> Any:
+    """Valid JSON, always: NaN and infinities become null (JSON has no such numbers), anything
+    that is not a JSON type becomes its text."""
+    if isinstance(value, dict):
+        return {str(k): json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
 class Mirror(Protocol):
     """A logging backend that copies the record elsewhere (W&B). It must never raise."""
 
@@ -86,4 +100,4 @@ class RunRecord:
 
     def _write_json(self) -> None:
         # Atomically: a crash never leaves a half-written run.json.
-        atomic_write_text(self.json_path, json.dumps(self.info, indent=2, default=str) + "\n")
+        atomic_write_text(self.json_path, json.dumps(json_safe(self.info), indent=2, allow_nan=False) + "\n")

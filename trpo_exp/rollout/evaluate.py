@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from trpo_exp.envs.actions import clip_action
+from trpo_exp.util import sample_std
 from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
 
@@ -23,7 +24,8 @@ class EvalResult:
 
     @property
     def std(self) -> float:
-        return float(np.std(self.returns))
+        """Sample std over the episodes (NaN for one episode)."""
+        return sample_std(self.returns)
 
 
 @torch.no_grad()
