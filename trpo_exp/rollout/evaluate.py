@@ -9,9 +9,9 @@ import numpy as np
 import torch
 
 from trpo_exp.envs.actions import clip_action
-from trpo_exp.util import sample_std
 from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
+from trpo_exp.util import sample_std
 
 
 @dataclass(frozen=True)
