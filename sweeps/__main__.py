@@ -15,10 +15,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 from pathlib import Path
+from types import FrameType
+from typing import Optional
 
 from sweeps.definition import SweepError, SweepSpec, available, load, search_space
+from trpo_exp.signals import Terminated
+from trpo_exp.util import redact_secrets
 
 EXIT_USAGE = 2
 USAGE = "usage: python -m sweeps <name> [sweep.key=value ...] [trpo_exp overrides ...]  |  --list"
@@ -95,16 +100,31 @@ def main(argv: list[str]) -> int:
     except SweepError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
-        print(f"sweeps: error: {err}", file=sys.stderr)
+        print(f"sweeps: error: {redact_secrets(str(err))}", file=sys.stderr)
         return EXIT_USAGE
     from sweeps.worker import Worker
 
     print(f"sweeps: study {spec.study!r} in {sweep.url} ({spec.n_trials} trials x {spec.seeds} seeds); "
           f"runs in {sweep_dir}", flush=True)
-    info = Worker(spec, params, sweep, launcher, sweep_dir).run()
+    worker = Worker(spec, params, sweep, launcher, sweep_dir)
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        info = worker.run()
+    except (KeyboardInterrupt, Terminated) as stop:
+        number = worker.release()
+        what = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated by SIGTERM"
+        given_back = f"; trial {number} is re-queued with the same parameters" if number is not None else ""
+        print(f"sweeps: {what}{given_back}; run the same command to go on", file=sys.stderr, flush=True)
+        return 130 if isinstance(stop, KeyboardInterrupt) else 143
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"sweeps: trials {json.dumps(info['trial_states'])}; best {json.dumps(info['best_trial'])}; "
           f"report {json.dumps(info['report'])}; tables in {sweep_dir}", flush=True)
     return 0
+
+
+def _terminate(signum: int, frame: Optional[FrameType]) -> None:
+    raise Terminated("terminated by SIGTERM")
 
 
 if __name__ == "__main__":

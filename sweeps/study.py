@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import fcntl
 import json
+import os
 import threading
 import time
 import warnings
@@ -32,8 +33,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.definition import SweepError, SweepSpec, enqueued, search_space, tuning_seeds
 from sweeps.launch import is_hydra_override
-from sweeps.trial_report import PRUNER_ATTR, open_storage
-from trpo_exp.util import first_line
+from sweeps.trial_report import PRUNER_ATTR, STORAGE_PASSWORD_ENV, open_storage
+from trpo_exp.util import first_line, redact_secrets, split_url_password
 
 SLOT_ATTR = "sweep:slot"  # system attr of a pre-created trial: its slot index (kept by retries)
 FAILURE_ATTR = "sweep:failure"  # system attr of a trial whose runs raised (a real error)
@@ -58,7 +59,12 @@ class SweepStudy:
 
     def __init__(self, spec: SweepSpec, url: str, pruner: dict[str, Any]):
         self.spec = spec
-        self.url = url
+        # The password of a storage URL never reaches a file, a message or a run's config: it travels
+        # in the environment (to this process's runs and the launchers' child processes).
+        self.url, password = split_url_password(url)
+        if password:
+            os.environ[STORAGE_PASSWORD_ENV] = password
+        url = self.url
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
@@ -67,7 +73,8 @@ class SweepStudy:
                 self.storage = open_storage(url, spec.heartbeat_interval, spec.grace_period, self.retry)
                 self.storage.get_all_studies()  # touch it: unreachable or invalid storages fail here
         except Exception as err:  # SQLAlchemy, OS and driver errors alike
-            raise SweepError(f"sweep.storage={url!r} is not usable: {type(err).__name__}: {first_line(err)}") from None
+            raise SweepError(f"sweep.storage={url!r} is not usable: {type(err).__name__}: "
+                             f"{redact_secrets(first_line(err))}") from None
         self.optuna_heartbeat = optuna.storages._heartbeat.is_heartbeat_enabled(self.storage)
         self.pruner_spec = pruner
 
@@ -175,6 +182,18 @@ class SweepStudy:
         finally:
             stop.set()
             thread.join()
+
+    def release(self, study: optuna.Study, trial_id: int) -> Optional[int]:
+        """Fail a trial this worker holds and re-queue it with the same parameters (as a stale one
+        would be, without waiting for the grace period). Returns its number."""
+        try:
+            if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                frozen = self.storage.get_trial(trial_id)
+                self.retry(study, frozen)
+                return frozen.number
+        except optuna.exceptions.UpdateFinishedTrialError:
+            pass
+        return None
 
     def recover_stale(self, study: optuna.Study) -> None:
         """Fail RUNNING trials whose worker stopped beating; the retry callback re-queues each with

@@ -16,6 +16,7 @@ hook (the run config's ``hooks.trial``, see ``hook_overrides``): the engine know
 from __future__ import annotations
 
 import math
+import os
 import warnings
 from typing import Any, Callable, Optional
 
@@ -25,11 +26,14 @@ from optuna.trial import TrialState
 
 from trpo_exp.engine import StopRun
 from trpo_exp.record import Status
+from trpo_exp.util import with_url_password
 
 HOOK_NAME = "trial"
 """The run config's hooks.<name> of the reporter; analysis groups runs by hooks.trial.study/number."""
 TRIAL_KEYS = (f"hooks.{HOOK_NAME}.study", f"hooks.{HOOK_NAME}.number")
 
+STORAGE_PASSWORD_ENV = "TRPO_EXP_STORAGE_PASSWORD"
+"""The storage URL's password, kept out of URLs that are written anywhere (see SweepStudy)."""
 PRUNER_ATTR = "sweep:pruner"  # study user attr: {"name": ..., "kwargs": {...}} (Optuna step units)
 PRUNED_ATTR = "sweep:pruned"  # trial system attr set by the seed that decided to prune
 
@@ -55,6 +59,7 @@ def open_storage(url: str, heartbeat_interval: Optional[int] = None, grace_perio
     processes, and two workers can both claim the same trial (seen here: 171 claims of 150 queued
     trials with 3 processes); taking the write lock first makes claims exclusive.
     """
+    url = with_url_password(url, os.environ.get(STORAGE_PASSWORD_ENV))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         if url.startswith("journal:"):

@@ -10,7 +10,7 @@ import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Optional, Sequence
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -32,13 +32,17 @@ class Worker:
     sweep: SweepStudy
     launcher: RunLauncher
     sweep_dir: Path
+    current: Optional[tuple[optuna.Study, int]] = None
+    """The trial this worker holds (its study and trial id) while its runs train."""
 
     def run(self) -> dict:
         study = self.sweep.study
         while True:
             frozen = self.sweep.claim(study)
             if frozen is not None:
+                self.current = (study, frozen._trial_id)
                 self.run_trial(frozen)
+                self.current = None
             elif self.sweep.pending(study):
                 time.sleep(self.spec.poll_interval)  # other workers' trials (or a dead one's, until stale)
             else:
@@ -46,11 +50,22 @@ class Worker:
         while self.spec.report_seeds and self.sweep.pending(self.sweep.report):
             frozen = self.sweep.claim(self.sweep.report)
             if frozen is not None:
+                self.current = (self.sweep.report, frozen._trial_id)
                 self.run_report(frozen)
+                self.current = None
             else:
                 time.sleep(self.spec.poll_interval)
         return tables.write(self.sweep_dir, study, self.sweep.report, self.sweep.url, self.spec.n_trials,
                             tuning_seeds(self.spec))
+
+    def release(self) -> Optional[int]:
+        """This worker is stopping (SIGTERM, Ctrl-C): give its trial back at once, re-queued with the
+        same parameters, instead of leaving it to the heartbeat's grace period. Its number, if any."""
+        if self.current is None:
+            return None
+        study, trial_id = self.current
+        self.current = None
+        return self.sweep.release(study, trial_id)
 
     # --- one tuning trial -----------------------------------------------------------------------
 

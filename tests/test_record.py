@@ -5,13 +5,16 @@ import csv
 import json
 import signal
 
+import torch
+
 from conftest import run_cli, start_cli, wait_for
 from trpo_exp.record import METRIC_COLUMNS
 
 
-def test_sigterm_mid_run_closes_the_record_as_failed_and_keeps_every_row(tmp_path):
+def test_sigterm_mid_run_checkpoints_closes_the_record_and_the_same_command_resumes(tmp_path):
     run_dir = tmp_path / "run"
-    proc = start_cli(["env=cartpole", "total_steps=10000000", "logger=none"], run_dir=run_dir)
+    args = ["env=cartpole", "total_steps=10000000", "logger=none", "checkpoint_interval_s=0"]
+    proc = start_cli(args, run_dir=run_dir)
     metrics = run_dir / "metrics.csv"
     # metrics.csv is flushed every iteration: wait until three rows are on disk, then stop the run.
     wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4, "three rows of metrics.csv",
@@ -22,14 +25,22 @@ def test_sigterm_mid_run_closes_the_record_as_failed_and_keeps_every_row(tmp_pat
     assert proc.returncode == 143
     assert "Traceback" not in stderr and "terminated by SIGTERM" in stderr
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "failed" and info["reason"] == "terminated by SIGTERM"
-    assert info["exit_code"] == 1 and info["ended_at"] >= info["started_at"]
+    assert info["status"] == "failed" and info["reason"].startswith("terminated by SIGTERM after iteration")
+    assert info["exit_code"] == 143 and info["ended_at"] >= info["started_at"]
     with open(metrics) as f:
         rows = list(csv.DictReader(f))
     assert len(rows) >= 3
     assert [int(r["iteration"]) for r in rows] == list(range(1, len(rows) + 1))
     assert all(list(r) == list(METRIC_COLUMNS) and r["env_steps"] for r in rows)
     assert info["env_steps"] == int(rows[-1]["env_steps"])
+    # The checkpoint written on SIGTERM is the last row's iteration: nothing is recomputed.
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] == len(rows)
+    resumed = start_cli(args, run_dir=run_dir)
+    wait_for(lambda: len(metrics.read_text().splitlines()) >= len(rows) + 3, "three more rows", resumed)
+    resumed.send_signal(signal.SIGTERM)
+    resumed.communicate(timeout=60)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["resumes"][0]["from_iteration"] == len(rows) and resumed.returncode == 143
 
 
 def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_path):
@@ -56,3 +67,18 @@ def test_run_json_is_strict_json_even_with_nan_and_inf(tmp_path):
     info = json.loads((tmp_path / "run.json").read_text(), parse_constant=refuse)
     assert info["eval_return_std"] is None and info["odd"] == [None, None] and info["path"] == str(tmp_path)
     assert info["status"] == "finished" and info["eval_return_mean"] == 1.5
+
+
+def test_a_killed_run_shows_as_stale_in_the_summary(tmp_path):
+    from trpo_exp.summary import format_table, load_runs
+
+    run_dir = tmp_path / "0_run"
+    proc = start_cli(["env=cartpole", "total_steps=10000000", "logger=none"], run_dir=run_dir)
+    wait_for(lambda: (run_dir / "metrics.csv").exists() and len((run_dir / "metrics.csv").read_text().splitlines()) > 2,
+             "two rows", proc)
+    assert " running " in format_table(load_runs(tmp_path))
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "running" and info["progress"]["pid"] == proc.pid and info["progress"]["iteration"] >= 2
+    assert " stale " in format_table(load_runs(tmp_path))

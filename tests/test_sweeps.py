@@ -182,3 +182,22 @@ def test_cli_errors_exit_2(tmp_path):
     for argv in (["nosuch_sweep"], ["trpo_cartpole", "sweep.pruner.name=bogus", f"sweep.dir={tmp_path}"]):
         proc = run_cli(argv, module="sweeps", check=False, env={"HYDRA_FULL_ERROR": "0"})
         assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_sigterm_to_a_worker_requeues_its_trial_at_once_without_a_traceback(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    args = ("sweep.n_trials=2", "sweep.pruner.name=none", "total_steps=10000000", "sweep.grace_period=3600")
+    proc = start_cli(sweep_args(sweep_dir, *args), module="sweeps")
+    metrics = sweep_dir / "trials" / "0000" / "s0" / "metrics.csv"
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, "trial 0 training", proc)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 143 and "Traceback" not in err, err
+    assert "trial 0 is re-queued with the same parameters" in err
+    trials = load(sweep_dir).trials
+    assert trials[0].state == TrialState.FAIL  # at once, not after the (1 h) grace period
+    retries = [t for t in trials if t.system_attrs.get("failed_trial") == 0]
+    assert len(retries) == 1 and retries[0].state == TrialState.WAITING
+    assert retries[0].params == trials[0].params or retries[0].system_attrs.get("fixed_params") == trials[0].params
+    run = json.loads((metrics.parent / "run.json").read_text())
+    assert run["status"] == "failed" and run["exit_code"] == 143

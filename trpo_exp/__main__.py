@@ -15,8 +15,11 @@ import hydra
 from omegaconf import DictConfig
 
 from trpo_exp import cli_errors
-from trpo_exp.app import CONF_DIR, Terminated, hydra_context, run, to_config
+from trpo_exp.app import CONF_DIR, hydra_context, run, to_config
+from trpo_exp.checkpoint import CheckpointError
 from trpo_exp.config import ConfigError, register_configs
+from trpo_exp.guard import NonFiniteError
+from trpo_exp.signals import Terminated
 
 register_configs()
 cli_errors.install()
@@ -34,11 +37,18 @@ def main(cfg: DictConfig) -> None:
     context = hydra_context(cfg)
     try:
         run(config, context)
+    except ConfigError as err:  # e.g. the run dir holds a finished run: nothing was changed
+        print(f"trpo_exp: error: {err}", file=sys.stderr)
+        sys.exit(cli_errors.EXIT_CONFIG_ERROR)
     except (KeyboardInterrupt, Terminated) as stop:
         # The run record is already closed as failed with the reason; no traceback for this.
         what = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
         print(f"trpo_exp: {what}; the run record in {context.run_dir} is closed (status failed)", file=sys.stderr)
-        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else 143)
+        sys.exit(130 if isinstance(stop, KeyboardInterrupt) else stop.exit_code)
+    except (NonFiniteError, CheckpointError) as err:
+        print(f"trpo_exp: error: {err}; the run record in {context.run_dir} is closed (status failed)",
+              file=sys.stderr)
+        sys.exit(1)
 
 
 def _multirun_flag_first(argv: list[str]) -> list[str]:

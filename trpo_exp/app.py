@@ -5,17 +5,17 @@ packages (sweeps' launcher, tests) import. Importing it has no side effects; the
 
 from __future__ import annotations
 
-import signal
-import threading
-from dataclasses import asdict, dataclass
+import shutil
+from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
-from types import FrameType
 from typing import Any, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from trpo_exp import algorithms
+from trpo_exp import algorithms, rundir
 from trpo_exp.config import Config, ConfigError
+from trpo_exp.signals import RunSignals, Terminated
+from trpo_exp.util import first_line
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -23,7 +23,9 @@ CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 def to_config(cfg: DictConfig) -> Config:
     """DictConfig -> validated dataclasses, plus the checks that need the outside world."""
     from trpo_exp.engine import resolve_device
-    from trpo_exp.envs.factory import check_env_id
+    from trpo_exp.envs.factory import check_env_id, check_spaces
+
+    refuse_unknown_keys(cfg)
 
     try:
         config = OmegaConf.to_object(cfg)
@@ -39,10 +41,27 @@ def to_config(cfg: DictConfig) -> Config:
         raise
     check_env_id(config.env.id)
     algorithm = algorithms.get(config.algo.name)
-    if algorithm.check_env is not None:
+    if algorithm.check_env is not None:  # first: its advice (e.g. "use algo=trpo") is the most specific
         algorithm.check_env(config.env)
+    check_spaces(config.env)
     resolve_device(config.device.type)
     return config
+
+
+def refuse_unknown_keys(cfg: DictConfig, prefix: str = "") -> None:
+    """A key added with ``+`` that no schema has (``+algo.max_kll=0.5``) would be ignored: refuse it.
+    Hydra's struct mode refuses unknown keys without ``+``; with ``+`` it lets them in."""
+    schema = OmegaConf.get_type(cfg)
+    known = {f.name for f in fields(schema)} if is_dataclass(schema) else None
+    for key in cfg.keys():
+        name = f"{prefix}{key!s}"
+        if known is not None and key not in known:
+            value = OmegaConf.select(cfg, str(key), throw_on_missing=False)
+            raise ConfigError(f"{name}={value!r} is not allowed: unknown key (the keys here are "
+                              f"{', '.join(sorted(known))})")
+        child = cfg._get_node(key)
+        if isinstance(child, DictConfig) and is_dataclass(OmegaConf.get_type(child)):
+            refuse_unknown_keys(child, name + ".")
 
 
 @dataclass(frozen=True)
@@ -59,59 +78,109 @@ def run_name(config: Config) -> str:
     return f"{config.algo.name}-{env}-s{config.seed}"
 
 
-class Terminated(BaseException):
-    """SIGTERM (a cluster's time limit, `kill`): end like Ctrl-C, with the record closed."""
-
-
-def _raise_terminated(signum: int, frame: Optional[FrameType]) -> None:
-    raise Terminated("terminated by SIGTERM")
-
-
 def run(config: Config, context: RunContext) -> dict[str, Any]:
-    """Train one run into ``context.run_dir`` and return its run.json content."""
+    """Train one run into ``context.run_dir`` (fresh, or resumed from its checkpoint: see
+    trpo_exp.rundir) and return its run.json content. The record is created first, so a signal at
+    any later moment leaves it closed; the run dir is held exclusively until the end."""
+    run_dir = context.run_dir
+    claim = rundir.claim(run_dir)
+    signals = RunSignals().install()
+    try:
+        _keep_hydra_files(run_dir)
+        return _run(config, context, signals)
+    finally:
+        signals.uninstall()
+        claim.release()
+
+
+def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, Any]:
     from trpo_exp import provenance
-    from trpo_exp.engine import StopRun, Trainer
+    from trpo_exp.engine import CheckpointSchedule, StopRun, Trainer
     from trpo_exp.hooks import make_hooks
     from trpo_exp.progress import Progress
     from trpo_exp.record import RunRecord
     from trpo_exp.wandb_logger import WandbMirror
 
     run_dir = context.run_dir
+    try:
+        plan = rundir.plan(run_dir, asdict(config), config.fresh)
+    except ConfigError:
+        _restore_hydra_files(run_dir)  # a refused command must not leave its config in the old record
+        raise
     name = run_name(config)
     group = config.logger.group or context.group or name.rsplit("-s", 1)[0]
-    trainer = Trainer(config, run_dir)
-    mirror = WandbMirror(config.logger, run_dir, name, group,
-                         tags=[config.algo.name, config.env.id, f"seed={config.seed}"],
-                         config=context.resolved_config or asdict(config))
+    resume_from = plan.resume["iteration"] if plan.resume is not None else None
+    previous = plan.previous or {}
     record = RunRecord(run_dir, {
         "name": name, "algo": config.algo.name, "env_id": config.env.id, "seed": config.seed,
         "total_steps": config.budget, "env_steps": 0, "run_dir": str(run_dir), "group": group,
-        "wandb_mode": config.logger.mode, "wandb_run_id": mirror.run_id, "provenance": provenance.collect(),
-    }, mirrors=[mirror])
+        "wandb_mode": config.logger.mode, "wandb_run_id": previous.get("wandb_run_id"),
+        "provenance": provenance.collect(),
+        **({"previous_record": str(plan.moved_to)} if plan.moved_to else {}),
+    }, resume_from=resume_from, previous=previous)
+    trainer = None
     progress = Progress(config.budget, name, config.log_every)
-    in_main_thread = threading.current_thread() is threading.main_thread()  # signals need it
-    previous_handler = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
-        result = trainer.train(record, progress, hooks=make_hooks(config))
+        trainer = Trainer(config, run_dir)
+        if plan.resume is not None:
+            trainer.load_state_dict(plan.resume)
+        mirror = WandbMirror(config.logger, run_dir, name, group,
+                             tags=[config.algo.name, config.env.id, f"seed={config.seed}"],
+                             config=context.resolved_config or asdict(config),
+                             resume_id=previous.get("wandb_run_id"), logged_up_to=_logged_up_to(previous))
+        mirror.backfill(record.kept_rows)
+        record.add_mirror(mirror)
+        record.update(wandb_run_id=mirror.run_id)
+        hooks = make_hooks(config)
+        signals.training = True
+        result = trainer.train(record, progress, hooks=hooks,
+                               checkpoints=CheckpointSchedule(config.checkpoint_interval_s, signals))
     except StopRun as stop:
         record.stop(stop.status, stop.reason)
         return record.info
     except BaseException as err:
-        if isinstance(err, KeyboardInterrupt):
-            reason = "interrupted (Ctrl-C)"
-        elif isinstance(err, Terminated):
-            reason = str(err)
-        else:
-            reason = f"{type(err).__name__}: {err}"
-        record.fail(reason)
+        record.fail(*_failure(err))
         raise
     finally:
-        if in_main_thread:
-            signal.signal(signal.SIGTERM, previous_handler)
+        signals.training = False
         progress.close()
-        trainer.close()
+        if trainer is not None:
+            trainer.close()
     record.finish(eval_return_mean=result.mean, eval_return_std=result.std, eval_episodes=len(result.returns))
     return record.info
+
+
+def _failure(err: BaseException) -> tuple[str, int]:
+    """run.json's reason and exit code for an exception that ends a run."""
+    from trpo_exp.guard import NonFiniteError
+
+    if isinstance(err, KeyboardInterrupt):
+        return "interrupted (Ctrl-C)", 130
+    if isinstance(err, Terminated):
+        return str(err), err.exit_code
+    if isinstance(err, NonFiniteError):
+        return f"{err} (the last good checkpoint is kept)", 1
+    return f"{type(err).__name__}: {first_line(err)}", 1
+
+
+def _logged_up_to(previous: dict[str, Any]) -> Optional[int]:
+    """The last W&B step the interrupted segment may have logged: its last metrics row."""
+    steps = previous.get("env_steps")
+    return int(steps) if isinstance(steps, int) else None
+
+
+def _keep_hydra_files(run_dir: Path) -> None:
+    """Keep a copy of the first .hydra/ written into a run dir, so that a refused later command
+    (Hydra writes its files before any check can run) can be undone."""
+    hydra_dir, first = run_dir / ".hydra", run_dir / ".hydra.first"
+    if hydra_dir.is_dir() and not first.exists() and not (run_dir / "run.json").exists():
+        shutil.copytree(hydra_dir, first)
+
+
+def _restore_hydra_files(run_dir: Path) -> None:
+    first = run_dir / ".hydra.first"
+    if first.is_dir():
+        shutil.copytree(first, run_dir / ".hydra", dirs_exist_ok=True)
 
 
 def hydra_context(cfg: DictConfig) -> RunContext:

@@ -8,7 +8,9 @@ the full key, the bad value and what is allowed.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+import os
+from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional
 
 from hydra.core.config_store import ConfigStore
@@ -24,6 +26,20 @@ LOGGER_MODES = ("offline", "online", "disabled")
 
 class ConfigError(ValueError):
     """A user-facing configuration mistake; ``str(err)`` is a one-line message."""
+
+
+MAX_SEED = 2**32 - 1  # numpy's global seed is 32-bit
+MAX_LAYER_WIDTH = 16384
+MAX_THREADS = 4 * (os.cpu_count() or 1)
+
+
+def require_finite(node: Any, prefix: str, allow_inf: tuple[str, ...] = ()) -> None:
+    """Every float field of a schema is a finite number (NaN and inf mean nothing there), except
+    the fields in ``allow_inf``, where inf has a meaning."""
+    for f in fields(node):
+        value = getattr(node, f.name)
+        if isinstance(value, float) and not math.isfinite(value) and not (math.isinf(value) and f.name in allow_inf):
+            raise ConfigError(f"{prefix}{f.name}={value!r} is not allowed: must be a finite number")
 
 
 def require(ok: bool, key: str, value: Any, allowed: str, error: type[Exception] = ConfigError) -> None:
@@ -90,11 +106,12 @@ class AlgoConfig:
 
     def __post_init__(self) -> None:
         k = "algo."
+        require_finite(self, k)
         require(self.steps_per_iter >= 1, k + "steps_per_iter", self.steps_per_iter, "must be >= 1")
         require(0.0 < self.gamma <= 1.0, k + "gamma", self.gamma, "must be in (0, 1]")
         require(0.0 < self.gae_lambda <= 1.0, k + "gae_lambda", self.gae_lambda, "must be in (0, 1]")
-        require(len(self.hidden_sizes) > 0 and all(h >= 1 for h in self.hidden_sizes),
-                k + "hidden_sizes", list(self.hidden_sizes), "a non-empty list of positive widths")
+        require(len(self.hidden_sizes) > 0 and all(1 <= h <= MAX_LAYER_WIDTH for h in self.hidden_sizes),
+                k + "hidden_sizes", list(self.hidden_sizes), f"a non-empty list of widths in [1, {MAX_LAYER_WIDTH}]")
         require(self.activation in ACTIVATIONS, k + "activation", self.activation,
                 f"one of {', '.join(ACTIVATIONS)}")
         require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
@@ -237,7 +254,8 @@ class EnvConfig:
     """The budget used when the top-level total_steps is null; each preset sets its own."""
 
     def __post_init__(self) -> None:
-        require(self.num_envs >= 1, "env.num_envs", self.num_envs, "must be >= 1")
+        require_finite(self, "env.", allow_inf=("clip_obs",))
+        require(1 <= self.num_envs <= 1024, "env.num_envs", self.num_envs, "must be in [1, 1024]")
         require(self.vector_mode in VECTOR_MODES, "env.vector_mode", self.vector_mode,
                 f"one of {', '.join(VECTOR_MODES)}")
         require(self.max_episode_steps is None or self.max_episode_steps >= 1,
@@ -291,6 +309,7 @@ class LoggerConfig:
     """Seconds to wait for W&B to start before going on without it, > 0."""
 
     def __post_init__(self) -> None:
+        require_finite(self, "logger.")
         require(self.mode in LOGGER_MODES, "logger.mode", self.mode, f"one of {', '.join(LOGGER_MODES)}")
         require(self.init_timeout > 0, "logger.init_timeout", self.init_timeout, "must be > 0")
 
@@ -316,17 +335,25 @@ class Config:
     iteration's branch bound of it. At least one iteration always runs."""
     torch_threads: int = 1
     """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
-    checkpoint_every: int = 0
-    """Also save checkpoint.pt every this many iterations (0 = only at the end), >= 0."""
+    checkpoint_interval_s: float = 120.0
+    """Save checkpoint.pt after the iteration during which this many seconds have passed since the
+    last save (0 = only at the end and on SIGTERM/SIGUSR1), >= 0. A killed run loses at most this
+    much training; running the same command again (same run dir) resumes from the checkpoint."""
+    fresh: bool = False
+    """Start over in a run dir that already holds a record (the old record is moved into
+    <run dir>/previous-<time>/, never deleted). Without it, an unfinished run resumes and a finished
+    one is refused."""
     log_every: int = 5
     """In a non-interactive log, print a progress line every this many iterations, >= 1."""
 
     def __post_init__(self) -> None:
-        require(self.seed >= 0, "seed", self.seed, "must be >= 0")
+        require_finite(self, "")
+        require(0 <= self.seed <= MAX_SEED, "seed", self.seed, f"must be in [0, {MAX_SEED}]")
         require(self.total_steps is None or self.total_steps > 0, "total_steps", self.total_steps,
                 "must be > 0 (or null for the env preset's budget)")
-        require(self.torch_threads >= 1, "torch_threads", self.torch_threads, "must be >= 1")
-        require(self.checkpoint_every >= 0, "checkpoint_every", self.checkpoint_every, "must be >= 0")
+        require(1 <= self.torch_threads <= MAX_THREADS, "torch_threads", self.torch_threads,
+                f"must be in [1, {MAX_THREADS}] (4 x the {os.cpu_count()} CPUs here)")
+        require(self.checkpoint_interval_s >= 0, "checkpoint_interval_s", self.checkpoint_interval_s, "must be >= 0")
         require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
         require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
                 self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
@@ -342,9 +369,16 @@ class Config:
 
 def register_configs() -> None:
     """Register the schemas so YAML files can start with ``defaults: [base_<option>]``
-    (``base_trpo`` for conf/algo/trpo.yaml: each algorithm its own schema)."""
+    (``base_trpo`` for conf/algo/trpo.yaml: each algorithm its own schema), and the ``pid``
+    resolver of conf/config.yaml's output directories."""
+    import os
+
+    from omegaconf import OmegaConf
+
     from trpo_exp.algorithms import ALGORITHMS
 
+    if not OmegaConf.has_resolver("pid"):
+        OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for algorithm in ALGORITHMS:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 import torch
 
-from trpo_exp import algorithms
+from trpo_exp import algorithms, checkpoint, guard
 from trpo_exp.advantage import explained_variance, gae
 from trpo_exp.algos.value import fit_value
 from trpo_exp.budget import budget_scale, trunk_steps
@@ -30,6 +30,7 @@ from trpo_exp.record import CHECKPOINT, RunRecord, Status
 from trpo_exp.rollout.batch import Batch, next_state_values
 from trpo_exp.rollout.evaluate import EvalResult, evaluate
 from trpo_exp.rollout.single_path import SinglePathSampler
+from trpo_exp.signals import RunSignals
 from trpo_exp.util import sample_std
 
 
@@ -102,6 +103,8 @@ class Trainer:
         self.branch_steps = 0
         self.episodes_total = 0
         self.recent_returns: deque[float] = deque(maxlen=20)
+        self.iteration_done = 0  # policy iterations completed (and logged)
+        self.wall_time_before = 0.0  # training wall time of the segments before a resume
 
     # --- one iteration, one named function per step -------------------------------------------
 
@@ -140,12 +143,20 @@ class Trainer:
     def iteration(self, index: int) -> dict[str, Any]:
         t0 = time.perf_counter()
         batch = self.collect()
+        guard.check_steps(index, "reward", batch.rewards)
+        guard.check_steps(index, "observation", batch.obs.flatten(2) if batch.obs.dim() > 2 else batch.obs)
         targets = self.compute_targets(batch)
+        guard.check_steps(index, "advantage", targets.advantages)
         policy_batch, branch_steps = self.estimator.policy_batch(self.policy, self.value_net, batch,
                                                                  targets.advantages)
         t1 = time.perf_counter()
         step_stats = self.policy_step(self.policy, policy_batch)
+        guard.check_numbers(index, "policy step", {"kl": step_stats.kl,
+                                                   "surrogate_improvement": step_stats.surrogate_improvement})
+        guard.check_parameters(index, "policy", self.policy.named_parameters())
         value_stats = self.update_value(batch, targets)
+        guard.check_numbers(index, "value fit", {"value_loss": value_stats.value_loss})
+        guard.check_parameters(index, "value net", self.value_net.named_parameters())
         t2 = time.perf_counter()
         self.env_steps += batch.num_steps + branch_steps
         self.branch_steps += branch_steps
@@ -166,12 +177,16 @@ class Trainer:
         return self.cfg.budget - self.env_steps > self.estimator.branch_steps_bound // 20
 
     def train(self, record: RunRecord, progress: Optional[Progress] = None,
-              hooks: Sequence[Callable[[dict[str, Any]], None]] = ()) -> EvalResult:
-        """Run to the budget. Each hook sees every logged row (after it is written) and may raise
-        StopRun to end the run early (e.g. an Optuna pruner); the record is complete either way."""
-        index, result = 0, None
-        start = time.perf_counter()
-        while index == 0 or self.budget_left():  # at least one iteration, however small the budget
+              hooks: Sequence[Callable[[dict[str, Any]], None]] = (),
+              checkpoints: Optional[CheckpointSchedule] = None) -> EvalResult:
+        """Run to the budget, from ``self.iteration_done`` (0, or a resumed checkpoint's). Each hook
+        sees every logged row (after it is written) and may raise StopRun to end the run early (e.g.
+        an Optuna pruner); the record is complete either way. ``checkpoints`` decides when to save
+        between iterations (by time, or on a signal) and may end the run after a save (SIGTERM)."""
+        index, result = self.iteration_done, None
+        start = time.perf_counter() - self.wall_time_before
+        # At least one iteration, however small the budget (a fresh run only).
+        while (index == 0 and self.env_steps == 0) or self.budget_left():
             index += 1
             row = self.iteration(index)
             last = not self.budget_left()
@@ -182,37 +197,82 @@ class Trainer:
                 row.update(eval_return_mean=result.mean, eval_return_std=result.std,
                            time_eval_s=time.perf_counter() - t)
             row["wall_time_s"] = time.perf_counter() - start
+            self.iteration_done, self.wall_time_before = index, row["wall_time_s"]
             record.log(row)
             for hook in hooks:
                 hook(row)
             if progress is not None:
                 recent = float(np.mean(self.recent_returns)) if self.recent_returns else math.nan
                 progress.update(index, self.env_steps, recent, row["steps_per_s"])
-            if self.cfg.checkpoint_every and index % self.cfg.checkpoint_every == 0:
-                self.save_checkpoint(index)
-        self.save_checkpoint(index)
-        assert result is not None  # the last iteration always evaluates
+            if checkpoints is not None and not last:
+                checkpoints.after_iteration(self, index)
+        self.save_checkpoint()
+        if result is None:  # resumed from the final checkpoint: evaluation is deterministic
+            result = self.evaluate()
         return result
 
-    def save_checkpoint(self, iteration: int) -> None:
-        """Everything needed to evaluate the agent and to continue its training."""
-        torch.save({
+    # --- checkpoints: everything that determines the future of the run -------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
             "config": asdict(self.cfg),
-            "iteration": iteration,
+            "iteration": self.iteration_done,
             "env_steps": self.env_steps,
+            "branch_steps": self.branch_steps,
+            "episodes_total": self.episodes_total,
+            "recent_returns": list(self.recent_returns),
+            "wall_time_s": self.wall_time_before,
             "policy": self.policy.state_dict(),
             "value_net": self.value_net.state_dict(),
             "value_optimizer": self.value_optimizer.state_dict(),
             "policy_step": self.policy_step.state_dict(),
             "obs_normalizer": self.normalizer.state_dict(),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                    "torch": torch.get_rng_state()},
-        }, self.run_dir / CHECKPOINT)
+            "sampler": self.sampler.state_dict(),
+            "rng": checkpoint.rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.iteration_done = int(state["iteration"])
+        self.env_steps, self.branch_steps = int(state["env_steps"]), int(state["branch_steps"])
+        self.episodes_total = int(state["episodes_total"])
+        self.recent_returns.clear()
+        self.recent_returns.extend(float(r) for r in state["recent_returns"])
+        self.wall_time_before = float(state["wall_time_s"])
+        self.policy.load_state_dict(state["policy"])
+        self.value_net.load_state_dict(state["value_net"])
+        self.value_optimizer.load_state_dict(state["value_optimizer"])
+        self.policy_step.load_state_dict(state["policy_step"])
+        self.normalizer.load_state_dict(state["obs_normalizer"])
+        self.sampler.load_state_dict(state["sampler"])
+        checkpoint.set_rng_state(state["rng"])  # last: restoring the envs must not move any RNG
+
+    def save_checkpoint(self) -> None:
+        checkpoint.save(self.run_dir / CHECKPOINT, self.state_dict())
 
     def close(self) -> None:
         self.sampler.close()
         self.estimator.close()
         self.eval_env.close()
+
+
+class CheckpointSchedule:
+    """When to save between iterations: every ``interval_s`` seconds of training, and at once when
+    a signal asks for it (SIGUSR1: save and go on; SIGTERM: save and stop, raising ``Terminated``).
+    The engine saves at the end of the run in any case."""
+
+    def __init__(self, interval_s: float, signals: Optional[RunSignals] = None):
+        self.interval_s = interval_s
+        self.signals = signals
+        self.last = time.monotonic()
+
+    def after_iteration(self, trainer: Trainer, index: int) -> None:
+        due = self.interval_s > 0 and time.monotonic() - self.last >= self.interval_s
+        requested = self.signals is not None and self.signals.checkpoint_requested
+        if due or requested:
+            trainer.save_checkpoint()
+            self.last = time.monotonic()
+            if self.signals is not None:
+                self.signals.checkpoint_saved(index)
 
 
 def episode_stats(batch: Batch) -> dict[str, float]:

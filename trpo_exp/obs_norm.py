@@ -3,7 +3,10 @@ checkpoint, frozen during evaluation, and never updated from evaluation episodes
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
+import torch
 
 
 class RunningObsNormalizer:
@@ -34,10 +37,13 @@ class RunningObsNormalizer:
         normalized = (obs - self.mean) / np.sqrt(self.var + self.eps)
         return np.clip(normalized, -self.clip, self.clip).astype(np.float32)
 
-    def state_dict(self) -> dict:
-        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count,
-                "clip": self.clip, "enabled": self.enabled}
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors (float64, exact) so checkpoints load with weights_only=True."""
+        return {"mean": torch.from_numpy(self.mean.copy()), "var": torch.from_numpy(self.var.copy()),
+                "count": float(self.count), "clip": self.clip, "enabled": self.enabled}
 
-    def load_state_dict(self, state: dict) -> None:
-        self.mean, self.var, self.count = state["mean"].copy(), state["var"].copy(), state["count"]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.mean = np.array(state["mean"], dtype=np.float64)
+        self.var = np.array(state["var"], dtype=np.float64)
+        self.count = state["count"]
         self.clip, self.enabled = state["clip"], state["enabled"]

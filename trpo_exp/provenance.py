@@ -13,6 +13,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
+from trpo_exp.util import redact_secrets
+
 PACKAGES = ("torch", "gymnasium", "mujoco", "hydra-core", "omegaconf", "optuna", "wandb", "numpy")
 MAX_DIFF_BYTES = 1_000_000  # a diff larger than this is cut (and says so): run.json stays readable
 
@@ -66,17 +68,43 @@ def gpu_name() -> Optional[str]:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
+NUMERICS_ENV = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def numerics() -> dict[str, Any]:
+    """What decides the low-level numerics on this machine: the same seed gives bit-identical runs
+    only where these (and the library versions) agree. MKL picks its kernels by CPU unless
+    MKL_CBWR pins them (see README, Reproducibility)."""
+    import os
+
+    import torch
+
+    return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "cpu_flags": _simd_flags(), **{k: os.environ.get(k) for k in NUMERICS_ENV}}
+
+
+def _simd_flags() -> list[str]:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma")))
+    except OSError:
+        pass
+    return []
+
+
 def collect() -> dict[str, Any]:
     import os
 
     return {
         "git": git_info(PROJECT_DIR),
         "versions": package_versions(),
-        "command": [sys.executable, *sys.argv],
+        "command": [redact_secrets(a) for a in (sys.executable, *sys.argv)],
         "cwd": os.getcwd(),
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpu": gpu_name(),
+        "numerics": numerics(),
     }

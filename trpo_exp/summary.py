@@ -15,6 +15,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from trpo_exp.record.files import RUN_JSON
+from trpo_exp.record.status import shown_status
 from trpo_exp.util import sample_std
 
 
@@ -44,7 +45,7 @@ def format_table(runs: list[dict[str, Any]]) -> str:
             finals.setdefault((str(r.get("algo", "?")), str(r.get("env_id", "?"))), []).append(float(mean))  # type: ignore[arg-type]
         wall = r.get("wall_time_s")
         lines.append(f"{str(r.get('algo', '?')):<9} {str(r.get('env_id', '?')):<16} {str(r.get('seed', '?')):>4} "
-                     f"{str(r.get('status', '?')):<9} {str(r.get('env_steps', '-')):>10} {ev:>18} "
+                     f"{shown_status(r):<9} {str(r.get('env_steps', '-')):>10} {ev:>18} "
                      f"{(f'{wall:.0f}' if _number(wall) else '-'):>8}")
     for (algo, env), values in sorted(finals.items()):
         mean = sum(values) / len(values)

@@ -31,13 +31,39 @@ def wandb_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def persisted_step(run_dir: Path, run_id: str) -> int:
+    """The last history step of ``run_id`` that its offline files in ``run_dir`` really hold (-1 if
+    none): rows logged after it were lost with the process and must be logged again."""
+    import warnings
+
+    from analysis.sources.wandb_file import read_offline_run
+
+    last = -1
+    for path in sorted(Path(run_dir, "wandb").glob(f"offline-run-*-{run_id}")):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a file cut by the kill: its intact rows are what counts
+                run = read_offline_run(path)
+        except (OSError, ValueError):
+            continue
+        steps = [int(h["_step"]) for h in run.history if isinstance(h.get("_step"), (int, float))]
+        last = max([last, *steps])
+    return last
+
+
 class WandbMirror:
     def __init__(self, cfg: LoggerConfig, run_dir: Path, name: str, group: str, tags: list[str],
-                 config: dict[str, Any]):
+                 config: dict[str, Any], resume_id: Optional[str] = None, logged_up_to: Optional[int] = None):
+        """``resume_id``: continue that W&B run (a resumed training run); rows with a step (env_steps)
+        <= ``logged_up_to`` were logged before the interruption and are not logged again (the resumed
+        run recomputes them bit for bit)."""
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.run = None
         self.run_id: Optional[str] = None
+        self.logged_up_to = logged_up_to if logged_up_to is not None else -1
+        if resume_id is not None and cfg.mode == "offline":
+            self.logged_up_to = persisted_step(self.run_dir, resume_id)
         if cfg.mode == "disabled":
             return
         try:
@@ -48,7 +74,7 @@ class WandbMirror:
             self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group,
                                   job_type=cfg.job_type, tags=[*tags, *cfg.tags], config=config,
                                   dir=str(self.run_dir), mode=cfg.mode,  # type: ignore[arg-type]
-                                  settings=settings)
+                                  settings=settings, id=resume_id, resume="allow" if resume_id else None)
             self.run_id = self.run.id
         except BaseException as err:  # wandb raises its own errors, and may raise on Ctrl-C
             if isinstance(err, KeyboardInterrupt):
@@ -74,8 +100,14 @@ class WandbMirror:
         except (Exception, SystemExit):
             pass
 
+    def backfill(self, rows: list[dict[str, Any]]) -> None:
+        """Log the kept rows of an interrupted segment that its W&B run never received (W&B's
+        service may lose the last rows when the process is killed)."""
+        for row in rows:
+            self.log(row)
+
     def log(self, row: dict[str, Any]) -> None:
-        if self.run is None:
+        if self.run is None or int(row[STEP_KEY]) <= self.logged_up_to:
             return
         try:
             self.run.log(wandb_row(row), step=int(row[STEP_KEY]))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 from typing import Any, Callable, Sequence
 
@@ -11,12 +12,22 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 
 from trpo_exp.config import ConfigError, EnvConfig
 from trpo_exp.envs.snapshot import register_wrapper
+from trpo_exp.util import first_line
 
 
 def check_env_id(env_id: str) -> None:
-    """Raise a one-line ConfigError when gymnasium does not know the id or its simulator is missing."""
+    """Raise a one-line ConfigError when gymnasium does not know the id or its simulator is missing.
+    ``module:EnvId-v0`` (gymnasium's convention for custom envs) imports ``module`` first, which
+    registers the id."""
+    module, _, bare_id = env_id.rpartition(":")
+    if module:
+        try:
+            importlib.import_module(module)
+        except ImportError as err:
+            raise ConfigError(f"env.id={env_id!r} is not allowed: module {module!r} cannot be imported "
+                              f"({first_line(err)})") from None
     try:
-        spec = gym.spec(env_id)
+        spec = gym.spec(bare_id)
     except gym.error.Error as err:
         raise ConfigError(f"env.id={env_id!r} is not a registered gymnasium environment ({err}); "
                           f"presets: env=cartpole, acrobot, pendulum, mountaincar, swimmer, hopper, "
@@ -28,8 +39,23 @@ def check_env_id(env_id: str) -> None:
     try:  # registered is not enough: its extras (Box2D, Atari, ...) may be missing
         gym.make(env_id, disable_env_checker=True).close()
     except Exception as err:
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise ConfigError(f"env.id={env_id!r} cannot be created here: {reason}") from None
+        raise ConfigError(f"env.id={env_id!r} cannot be created here: {first_line(err)}") from None
+
+
+def check_spaces(cfg: EnvConfig) -> None:
+    """The policies take a flat Box observation and a Discrete or flat Box action: refuse other
+    envs (Taxi's Discrete observations, Blackjack's Tuple) before any work."""
+    env = _make_one(cfg)()
+    try:
+        obs, act = env.observation_space, env.action_space
+    finally:
+        env.close()
+    if not (isinstance(obs, gym.spaces.Box) and len(obs.shape) == 1):
+        raise ConfigError(f"env.id={cfg.id!r} is not allowed: its observation space {obs} is not a flat Box "
+                          f"(the policies take a vector of numbers)")
+    if not (isinstance(act, gym.spaces.Discrete) or (isinstance(act, gym.spaces.Box) and len(act.shape) == 1)):
+        raise ConfigError(f"env.id={cfg.id!r} is not allowed: its action space {act} is neither Discrete nor a "
+                          f"flat Box")
 
 
 def action_space(cfg: EnvConfig) -> gym.Space:
@@ -65,6 +91,19 @@ class DiscardStepInfo(gym.Wrapper):
         obs, reward, terminated, truncated, _ = self.env.step(action)
         return obs, reward, terminated, truncated, {}
 
+    # Called through the vector env (``envs.call``), so they work in async workers too.
+    def get_state(self) -> Any:
+        """The complete state of this env (trpo_exp.envs.snapshot), for checkpoints."""
+        from trpo_exp.envs.snapshot import snapshot
+
+        return snapshot(self)
+
+    def set_state(self, snapshots: Sequence[Any]) -> Any:
+        """Restore this env's entry of a whole vector's snapshots (its index: ``vector_index``)."""
+        from trpo_exp.envs.snapshot import restore
+
+        return restore(self, snapshots[self.get_wrapper_attr("vector_index")])
+
 
 register_wrapper(DiscardStepInfo, ())  # stateless: snapshots of wrapped envs stay complete
 
@@ -86,7 +125,19 @@ def make_vector_env(cfg: EnvConfig, seeds: Sequence[int]) -> gym.vector.VectorEn
     vector_cls = SyncVectorEnv if cfg.vector_mode == "sync" else AsyncVectorEnv
     envs = vector_cls([_make_one(cfg) for _ in range(cfg.num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
     envs.action_space.seed(int(seeds[0]))
+    envs.set_attr("vector_index", list(range(cfg.num_envs)))
     return envs
+
+
+def vector_env_states(envs: gym.vector.VectorEnv) -> list[Any]:
+    """Snapshots of every env of a vector made by make_vector_env (sync or async)."""
+    return list(envs.call("get_state"))  # type: ignore[attr-defined]  # Sync and Async both have it
+
+
+def restore_vector_env_states(envs: gym.vector.VectorEnv, snapshots: Sequence[Any]) -> None:
+    if len(snapshots) != envs.num_envs:
+        raise ValueError(f"{len(snapshots)} env states for {envs.num_envs} envs")
+    envs.call("set_state", list(snapshots))  # type: ignore[attr-defined]
 
 
 def make_eval_env(cfg: EnvConfig) -> gym.Env:

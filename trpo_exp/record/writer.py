@@ -7,6 +7,8 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
+import socket
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,11 +17,23 @@ from typing import Any, Optional, Protocol, Sequence
 from trpo_exp.record.files import METRICS_CSV, RUN_JSON
 from trpo_exp.record.metrics import METRIC_COLUMNS
 from trpo_exp.record.status import Status
-from trpo_exp.util import atomic_write_text
+from trpo_exp.util import atomic_write, atomic_write_text
 
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def parse_cell(text: Optional[str]) -> Any:
+    """A metrics.csv cell back as the value that was logged (the inverse of ``_cell``)."""
+    if text is None or text == "":
+        return None
+    if text in ("True", "False"):
+        return text == "True"
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 def _cell(value: Any) -> Any:
@@ -53,19 +67,42 @@ class Mirror(Protocol):
 
 
 class RunRecord:
-    def __init__(self, run_dir: Path, info: dict[str, Any], mirrors: Sequence[Mirror] = ()):
+    """Writes one run's record. ``resume_from``: continue a record whose checkpoint is at that
+    iteration: metrics.csv is cut back to its rows up to that iteration (later rows are recomputed,
+    bit for bit, by the resumed run) and run.json keeps its start and lists the resumes."""
+
+    def __init__(self, run_dir: Path, info: dict[str, Any], mirrors: Sequence[Mirror] = (),
+                 resume_from: Optional[int] = None, previous: Optional[dict[str, Any]] = None):
         self.mirrors = list(mirrors)
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / METRICS_CSV
         self.json_path = self.run_dir / RUN_JSON
-        self.info: dict[str, Any] = {"status": Status.RUNNING.value, "started_at": _now(), **info}
+        self.info: dict[str, Any] = {"status": Status.RUNNING.value, "started_at": _now(), **info,
+                                     "progress": liveness(0, 0)}
         self._t0 = time.perf_counter()
-        self._file = open(self.metrics_path, "w", newline="")
-        self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
-        self._writer.writeheader()
+        self.kept_rows: list[dict[str, Any]] = []  # rows of the interrupted segment that stay
+        if resume_from is None:
+            self._file = open(self.metrics_path, "w", newline="")
+            self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
+            self._writer.writeheader()
+        else:
+            self._resume(resume_from, previous or {})
         self._file.flush()
         self._write_json()
+
+    def _resume(self, iteration: int, previous: dict[str, Any]) -> None:
+        kept = truncate_metrics(self.metrics_path, iteration)
+        self.kept_rows = [{k: parse_cell(v) for k, v in row.items()} for row in kept]
+        self.info["started_at"] = previous.get("started_at", self.info["started_at"])
+        self.info["resumes"] = [*previous.get("resumes", []),
+                                {"at": _now(), "from_iteration": iteration, "after_status": previous.get("status"),
+                                 "after_reason": previous.get("reason")}]
+        if kept:
+            self.info["env_steps"] = kept[-1].get("env_steps")
+            self.info["iterations"] = iteration
+        self._file = open(self.metrics_path, "a", newline="")
+        self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
 
     def log(self, row: dict[str, Any]) -> None:
         unknown = set(row) - set(METRIC_COLUMNS)
@@ -75,25 +112,35 @@ class RunRecord:
         self._file.flush()
         self.info["env_steps"] = row.get("env_steps", self.info.get("env_steps"))
         self.info["iterations"] = row.get("iteration", self.info.get("iterations"))
+        self.info["progress"] = liveness(self.info["iterations"], self.info["env_steps"])
+        self._write_json()  # liveness: a killed run is recognisable by a stale updated_at and a dead pid
         for mirror in self.mirrors:
             mirror.log(row)
 
-    def finish(self, **results: Any) -> None:
-        self._close(Status.FINISHED, None, results)
+    def add_mirror(self, mirror: Mirror) -> None:
+        self.mirrors.append(mirror)
 
-    def fail(self, reason: str) -> None:
-        self._close(Status.FAILED, reason, {})
+    def update(self, **info: Any) -> None:
+        self.info.update(info)
+        self._write_json()
+
+    def finish(self, **results: Any) -> None:
+        self._close(Status.FINISHED, None, results, exit_code=0)
+
+    def fail(self, reason: str, exit_code: int = 1) -> None:
+        self._close(Status.FAILED, reason, {}, exit_code=exit_code)
 
     def stop(self, status: Status, reason: str) -> None:
         """End early on purpose (e.g. pruned): not a failure, not finished either."""
-        self._close(status, reason, {})
+        self._close(status, reason, {}, exit_code=0)
 
-    def _close(self, status: Status, reason: Optional[str], results: dict[str, Any]) -> None:
+    def _close(self, status: Status, reason: Optional[str], results: dict[str, Any], exit_code: int) -> None:
         if not self._file.closed:
             self._file.close()
         self.info.update(results)
-        self.info.update(status=Status(status).value, reason=reason, exit_code=1 if status == Status.FAILED else 0,
+        self.info.update(status=Status(status).value, reason=reason, exit_code=exit_code,
                          ended_at=_now(), wall_time_s=time.perf_counter() - self._t0)
+        self.info["progress"] = {**self.info.get("progress", {}), "updated_at": _now()}
         self._write_json()  # the local record first: it must not depend on the mirrors
         for mirror in self.mirrors:
             mirror.finish(self.info)
@@ -101,3 +148,37 @@ class RunRecord:
     def _write_json(self) -> None:
         # Atomically: a crash never leaves a half-written run.json.
         atomic_write_text(self.json_path, json.dumps(json_safe(self.info), indent=2, allow_nan=False) + "\n")
+
+
+def liveness(iteration: Any, env_steps: Any) -> dict[str, Any]:
+    """Progress of a live run: updated every iteration, so a run whose process died shows an old
+    updated_at (and, on its host, a pid that is gone)."""
+    return {"iteration": iteration, "env_steps": env_steps, "updated_at": _now(), "pid": os.getpid(),
+            "host": socket.gethostname()}
+
+
+def truncate_metrics(path: Path, iteration: int) -> list[dict[str, str]]:
+    """Cut metrics.csv back to its rows up to ``iteration`` (atomically) and return them. A row cut
+    by a crash (shorter than the header) is dropped with everything after it."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except FileNotFoundError:
+        rows = []
+    kept = []
+    for row in rows:
+        if None in row.values() or not (row.get("iteration") or "").isdigit() or int(row["iteration"]) > iteration:
+            break
+        kept.append(row)
+    if len(kept) != iteration:
+        raise ValueError(f"{path} holds {len(kept)} complete rows before iteration {iteration + 1}, "
+                         f"the checkpoint is at iteration {iteration}")
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            writer.writerows(kept)
+
+    atomic_write(path, write)
+    return kept

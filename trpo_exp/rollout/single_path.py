@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Any, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
 
+from trpo_exp import checkpoint
 from trpo_exp.envs.actions import clip_action
+from trpo_exp.envs.factory import restore_vector_env_states, vector_env_states
 from trpo_exp.envs.snapshot import snapshot
 from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
@@ -93,6 +95,20 @@ class SinglePathSampler:
             episode_lengths=tuple(lengths),
             rollout_states=tuple(rollout_states),
         )
+
+    def state_dict(self) -> dict[str, Any]:
+        """Where the envs are: their simulator states, the current observations and the running
+        episode accumulators (episodes continue across iterations, and across a resume)."""
+        return {"envs": checkpoint.pack(vector_env_states(self.envs)),
+                "raw_obs": torch.from_numpy(np.array(self.raw_obs)),
+                "ep_return": torch.from_numpy(self.ep_return.copy()),
+                "ep_length": torch.from_numpy(self.ep_length.copy())}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        restore_vector_env_states(self.envs, checkpoint.unpack(state["envs"]))
+        self.raw_obs = state["raw_obs"].numpy().copy()
+        self.ep_return = state["ep_return"].numpy().copy()
+        self.ep_length = state["ep_length"].numpy().copy()
 
     def close(self) -> None:
         self.envs.close()

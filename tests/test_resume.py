@@ -1,0 +1,83 @@
+"""Runs survive any kill: a run killed at random points (random iteration and phase: sampling, the
+update, writing the checkpoint or the record) and resumed by running the same command again ends
+with metrics.csv, final evaluation and weights bit-identical to the same run never interrupted.
+
+Each case is a chain: start, SIGKILL at a random point, run the same command again, kill it again,
+..., and let the last one finish. Checkpoints are written after every iteration here
+(checkpoint_interval_s tiny) so that kills also land while one is being written.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from conftest import read_run_json, run_cli, start_cli, wait_for
+from trpo_exp.record import TIME_COLUMNS
+
+CASES = {
+    "pg-cartpole": ["algo=pg", "env=cartpole", "total_steps=20480", "algo.steps_per_iter=1024",
+                    "eval.every=4", "eval.episodes=2"],
+    "npg-pendulum": ["algo=npg", "env=pendulum", "total_steps=16384", "algo.steps_per_iter=1024",
+                     "algo.fvp_subsample=0.3", "eval.every=3", "eval.episodes=1"],
+    "trpo-hopper-sync": ["algo=trpo", "env=hopper", "total_steps=12288", "env.num_envs=2",
+                         "algo.steps_per_iter=1024", "eval.every=4", "eval.episodes=1"],
+    "trpo-hopper-async": ["algo=trpo", "env=hopper", "total_steps=12288", "env.num_envs=2",
+                          "env.vector_mode=async", "algo.steps_per_iter=1024", "eval.every=4", "eval.episodes=1"],
+    "vine-cartpole": ["algo=trpo_vine", "env=cartpole", "total_steps=12000", "algo.steps_per_iter=256",
+                      "algo.vine.num_states=8", "algo.vine.rollout_len=10", "eval.every=3", "eval.episodes=1"],
+}
+KILLS_PER_CASE = 4
+COMMON = ["seed=5", "logger=none", "checkpoint_interval_s=0.000001"]
+
+
+def comparable_metrics(run_dir: Path) -> pd.DataFrame:
+    return pd.read_csv(run_dir / "metrics.csv").drop(columns=list(TIME_COLUMNS))
+
+
+def kill_at_random_point(args: list[str], run_dir: Path, rng: random.Random) -> None:
+    """Start the run, wait until it has logged a random number of rows beyond what is on disk now
+    (an event), then SIGKILL it after a short random delay: the phase it dies in is random. The
+    runs are long enough (>= 10 iterations) that it never finishes first."""
+    metrics = run_dir / "metrics.csv"
+    rows_now = len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
+    target = rows_now + rng.randint(1, 2)
+    proc = start_cli(args, run_dir=run_dir)
+    try:
+        wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) - 1 >= target,
+                 f"{target} rows in {metrics}", proc)
+        time.sleep(rng.uniform(0.0, 0.05))
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, case):
+    args = [*CASES[case], *COMMON]
+    rng = random.Random(case)
+    reference = tmp_path / "reference"
+    run_cli(args, run_dir=reference)
+    run_dir = tmp_path / "killed"
+    for _ in range(KILLS_PER_CASE):
+        kill_at_random_point(args, run_dir, rng)
+        assert read_run_json(run_dir)["status"] == "running"  # killed: the record says so until resumed
+    run_cli(args, run_dir=run_dir)
+
+    info, expected = read_run_json(run_dir), read_run_json(reference)
+    assert info["status"] == "finished" and info["resumes"], info
+    assert info["eval_return_mean"] == expected["eval_return_mean"]
+    assert info["eval_return_std"] == expected["eval_return_std"] or info["eval_return_std"] is None
+    pd.testing.assert_frame_equal(comparable_metrics(run_dir), comparable_metrics(reference))
+    got = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    want = torch.load(reference / "checkpoint.pt", weights_only=True)
+    for part in ("policy", "value_net"):
+        for name, tensor in want[part].items():
+            assert torch.equal(got[part][name], tensor), f"{part}.{name}"
+    assert not list(run_dir.glob(".*.tmp")), "a killed write's temporary file was left behind"

@@ -1,0 +1,116 @@
+"""The run directory: claimed by one process at a time, and what to do with a record already in it.
+
+- ``claim``: an exclusive lock (flock on <run dir>/.lock) held for the whole run. A second process
+  on the same dir is refused with one line; the lock dies with its process, so a killed run's dir
+  can be resumed at once.
+- ``plan``: an empty dir starts a fresh run; an unfinished run (running, failed, pruned, abandoned,
+  or killed) with a checkpoint resumes from it, if its config is the same (else refused, naming the
+  keys that differ); a finished run is refused unless ``fresh=true``. ``fresh=true`` and an
+  unfinished run without a checkpoint start over after moving the old record into
+  <run dir>/previous-<time>/: a record is never overwritten.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import socket
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import IO, Any, Optional
+
+from trpo_exp import checkpoint
+from trpo_exp.config import ConfigError
+from trpo_exp.record import CHECKPOINT, METRICS_CSV, RUN_JSON, Status
+from trpo_exp.record.reader import read_info
+from trpo_exp.util import flatten
+
+LOCK = ".lock"
+# Keys that do not change a run's numbers: a resume may change them.
+RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.", "eval.episodes_video")
+
+
+class RunDirError(ConfigError):
+    """The run dir cannot be used as asked; ``str(err)`` is one line."""
+
+
+@dataclass
+class Claim:
+    path: Path
+    handle: IO[str]
+
+    def release(self) -> None:
+        self.handle.close()
+
+
+def claim(run_dir: Path) -> Claim:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    handle = open(run_dir / LOCK, "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.seek(0)
+        holder = handle.read().strip() or "another process"
+        handle.close()
+        raise RunDirError(f"hydra.run.dir={str(run_dir)!r} is not allowed: it is in use by {holder} "
+                          f"(one run per directory)") from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+    handle.flush()
+    for tmp in run_dir.glob(".*.tmp"):  # left by a process killed mid-write; the dir is ours now
+        tmp.unlink(missing_ok=True)
+    return Claim(run_dir, handle)
+
+
+@dataclass(frozen=True)
+class Plan:
+    resume: Optional[dict[str, Any]] = None
+    """The checkpoint to resume from (None: a fresh run)."""
+    previous: Optional[dict[str, Any]] = None
+    """The run.json of the record being resumed."""
+    moved_to: Optional[Path] = None
+    """Where an old record was moved before a fresh start."""
+
+
+def plan(run_dir: Path, config_dict: dict[str, Any], fresh: bool) -> Plan:
+    info = read_info(run_dir) if (run_dir / RUN_JSON).exists() else {}
+    has_record = bool(info) or (run_dir / METRICS_CSV).exists() or (run_dir / CHECKPOINT).exists()
+    if not has_record:
+        return Plan()
+    if fresh:
+        return Plan(moved_to=move_aside(run_dir))
+    if info.get("status") == Status.FINISHED:
+        final = info.get("eval_return_mean")
+        raise RunDirError(f"hydra.run.dir={str(run_dir)!r} is not allowed: it holds a finished run (final eval "
+                          f"{final}); choose another directory, or add fresh=true to start over (the old "
+                          f"record is then kept in {run_dir}/previous-<time>/)")
+    if not (run_dir / CHECKPOINT).exists():
+        return Plan(moved_to=move_aside(run_dir))  # nothing to resume from; keep what there is
+    state = checkpoint.load(run_dir / CHECKPOINT)
+    differ = config_differences(state["config"], config_dict)
+    if differ:
+        raise RunDirError(f"resuming {run_dir} is not allowed with a different config: {'; '.join(differ[:6])}"
+                          f"{' ...' if len(differ) > 6 else ''} (use the run's own config, another "
+                          f"hydra.run.dir, or fresh=true)")
+    return Plan(resume=state, previous=info)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    a, b = flatten(saved), flatten(current)
+    keys = sorted(k for k in set(a) | set(b) if not k.startswith(RESUME_FREE_KEYS) and a.get(k) != b.get(k))
+    return [f"{k} was {a.get(k)!r}, now {b.get(k)!r}" for k in keys]
+
+
+def move_aside(run_dir: Path) -> Path:
+    """Move every file of the old record (not .hydra/, which Hydra just wrote for this run, nor
+    the lock) into previous-<time>/."""
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    target = run_dir / f"previous-{stamp}"
+    target.mkdir()
+    for entry in run_dir.iterdir():
+        if entry.name in (LOCK, ".hydra") or entry.name.startswith("previous-"):
+            continue
+        entry.rename(target / entry.name)
+    return target

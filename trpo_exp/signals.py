@@ -1,0 +1,58 @@
+"""Signals a run obeys. Clusters send SIGTERM before they stop a job (preemption, time limit,
+scancel) and can be asked to send SIGUSR1 ahead of the time limit (sbatch --signal).
+
+- Before training starts (start-up, W&B init): SIGTERM ends the run at once (``Terminated``).
+- During training: SIGUSR1 saves a checkpoint after the current iteration and goes on; SIGTERM saves
+  one after the current iteration and then ends the run (``Terminated``), so a requeued job or the
+  same command run again resumes from there. A second SIGTERM ends the run at once (the previous
+  checkpoint is kept: checkpoints are written atomically).
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+from typing import Any, Optional
+
+
+class Terminated(BaseException):
+    """The run was ended by a signal; its record is closed (failed, with the reason)."""
+
+    def __init__(self, reason: str, exit_code: int = 143):
+        super().__init__(reason)
+        self.exit_code = exit_code
+
+
+class RunSignals:
+    def __init__(self) -> None:
+        self.training = False
+        self.checkpoint_requested = False
+        self.stop_requested = False
+        self._previous: dict[int, Any] = {}
+
+    def install(self) -> RunSignals:
+        if threading.current_thread() is threading.main_thread():  # Python delivers signals there only
+            for signum in (signal.SIGTERM, signal.SIGUSR1):
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def uninstall(self) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+        self._previous.clear()
+
+    def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
+        if signum == signal.SIGUSR1:
+            self.checkpoint_requested = True
+            return
+        if not self.training or self.stop_requested:
+            raise Terminated("terminated by SIGTERM")
+        self.checkpoint_requested = self.stop_requested = True
+
+    def checkpoint_saved(self, iteration: int) -> None:
+        """Called after a checkpoint is written; ends the run if SIGTERM asked for it."""
+        self.checkpoint_requested = False
+        if self.stop_requested:
+            raise Terminated(f"terminated by SIGTERM after iteration {iteration} (checkpoint saved: "
+                             f"run the same command again to resume)")
