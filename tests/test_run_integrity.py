@@ -130,3 +130,11 @@ def test_env_states_refuse_classes_outside_the_allow_list():
     with pytest.raises(checkpoint.CheckpointError, match="not allowed"):
         checkpoint.unpack(checkpoint.pack(Payload()))
     assert math.isfinite(1.0)
+
+
+def test_a_multirun_checks_every_job_before_the_first_starts(tmp_path):
+    sweep = tmp_path / "multirun"
+    result = run_cli(["algo.max_kl=0.01,-1,0.02", *TINY], sweep_dir=sweep, check=False)
+    line = one_line_error(result)
+    assert result.returncode == 2 and line.startswith("trpo_exp: error: job 1 of 3 (algo.max_kl=-1")
+    assert "no job was started" in line and not list(tmp_path.rglob("metrics.csv"))
