@@ -18,11 +18,16 @@ import pandas as pd
 from trpo_exp import util
 
 # Config keys that identify a run or its logistics, not the algorithm: never a hyperparameter.
-NOT_HYPERPARAMS = ("seed", "trial.", "hooks.", "logger.", "device.", "torch_threads", "log_every", "checkpoint_every",
+NOT_HYPERPARAMS = ("seed", "trial.", "hooks.", "logger.", "device.", "torch_threads", "log_every",
+                   "checkpoint_interval_s", "fresh",
                    "eval.every", "algo.name", "env.id")
 # Sweep bookkeeping shown next to the parameters whenever a run has it (column <- config key).
 TRIAL_KEYS = ("trial.study", "trial.number")
 _TRIAL_HOOK = "hooks.trial."
+# Roles of a sweep's runs (RunSet.roles): trial runs, and the best setting re-run on report seeds,
+# which sweeps/worker.py logs under the W&B group "<study>/report".
+TUNING, HELD_OUT = "tuning", "held-out"
+REPORT_GROUP_SUFFIX = "/report"
 
 
 def flatten(tree: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ selection prints one line, ``analysis: error: ...``, and exits with status 1.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shlex
 import sys
@@ -19,18 +20,22 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from analysis import aggregate, figures, stats, tables
+from analysis import aggregate, figures, output, references, stats, tables
+from analysis import params as P
 from analysis.errors import AnalysisError
 from analysis.loading import LoadWarning, group_by_reason, load_runs
 from analysis.runset import RunSet
 from analysis.sources import KINDS
+from analysis.sources.base import STEP as STEP_COLUMN
 from trpo_exp import algorithms
+from trpo_exp.util import first_line
 
 PROG = "analysis"
 # Algorithms with a trust-region size delta = algo.max_kl (drawn on the KL diagnostic).
 DELTA_ALGOS = algorithms.trust_region_names()
 PREFERRED_SWEEP_AXES = ("algo.max_kl", "algo.cg_damping")
 SWEEP_TABLE_ROWS = 15
+TRACEBACK_ENV = "ANALYSIS_TRACEBACK"  # set to see the traceback of an internal error
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -56,6 +61,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=stats.SEED, help="seed of the bootstrap")
     p.add_argument("--cache-dir", default=None, help="parquet cache (default ~/.cache/trpo_exp/analysis)")
     p.add_argument("--no-cache", action="store_true", help="read every run again and do not write the cache")
+    p.add_argument("--reference", nargs="?", const=str(references.DEFAULT), default=None, metavar="CSV",
+                   help="add published figures (sb3-contrib, Tianshou; see analysis/data/README.md) as a table "
+                        "column and dashed lines; optionally a CSV of the same columns")
     p.add_argument("--entity", default=None, help="api: W&B entity when RUNS are bare project names")
     p.add_argument("--api-filters", default=None, metavar="JSON",
                    help='api: MongoDB-style run filters, e.g. \'{"config.algo.name": "trpo"}\'')
@@ -69,32 +77,63 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AnalysisError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as err:  # a bug, not bad input: still one line, the traceback on request
+        if os.environ.get(TRACEBACK_ENV):
+            raise
+        print(f"{PROG}: error: internal error, please report it: {type(err).__name__}: {first_line(err)} "
+              f"(set {TRACEBACK_ENV}=1 for the traceback)", file=sys.stderr)
+        return 2
     print(f"{PROG}: wrote {path}")
     return 0
 
 
 def write_report(args: argparse.Namespace, argv: Sequence[str]) -> Path:
     _check_args(args)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", LoadWarning)
-        try:
-            rs = load_runs(args.inputs, args.source, cache_dir=args.cache_dir, use_cache=not args.no_cache,
-                           include_unfinished=args.include_unfinished, required=[args.metric],
-                           entity=args.entity, api_filters=args.api_filters)
-        finally:  # also before an "all skipped" error: the warning says which runs and why
-            _show(caught)
-    rs = apply_filters(rs, args.filter)
-    return Report(rs, args, argv).write(Path(args.out))
+    reference = references.load(args.reference) if args.reference else None
+    existed = Path(args.out).exists()
+    out = output.prepare(Path(args.out))  # before the load: a bad --out fails in a second, not after it
+    try:
+        rs = _load(args)
+        rs = apply_filters(rs, args.filter)
+    except AnalysisError:
+        if not existed:
+            output.remove_if_empty(out)  # an error leaves no empty report directory behind
+        raise
+    return Report(rs, args, argv, reference).write(out)
 
 
-def _show(caught: list) -> None:
-    """The load's one warning as a plain line on stderr; any other warning as usual."""
-    for w in caught:
+def _load(args: argparse.Namespace) -> RunSet:
+    caught: list[warnings.WarningMessage] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", LoadWarning)
+            return load_runs(args.inputs, args.source, cache_dir=args.cache_dir, use_cache=not args.no_cache,
+                             include_unfinished=args.include_unfinished, required=[args.metric],
+                             entity=args.entity, api_filters=args.api_filters)
+    finally:  # after catch_warnings has exited; also before an "all skipped" error
+        _show(caught)
+
+
+def _show(caught: list[warnings.WarningMessage]) -> None:
+    """The load's one warning as a plain line on stderr; any other warning as usual.
+
+    Called after ``catch_warnings`` has exited: inside it, ``showwarning`` is the recorder itself,
+    and re-showing a caught warning appended it to the very list being shown, forever (the hang of a
+    run.json with seed 2**64). Each distinct message is shown once.
+    """
+    seen = set()
+    for w in list(caught):
+        key = (w.category, str(w.message))
+        if key in seen:
+            continue
+        seen.add(key)
         if issubclass(w.category, LoadWarning):
             print(f"{PROG}: warning: {str(w.message).removeprefix('analysis: ')}", file=sys.stderr)
         else:
-            warnings.showwarning(w.message, w.category, w.filename, w.lineno)
-    caught.clear()
+            print(f"{PROG}: warning: {w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}", file=sys.stderr)
 
 
 def _check_args(args) -> None:
@@ -143,24 +182,28 @@ def slug(text: str) -> str:
 class Report:
     """Builds the pieces (tables, figures) and the Markdown that links them."""
 
-    def __init__(self, rs: RunSet, args: argparse.Namespace, argv: Sequence[str]):
-        self.rs, self.args, self.argv = rs, args, list(argv)
+    def __init__(self, rs: RunSet, args: argparse.Namespace, argv: Sequence[str],
+                 reference: pd.DataFrame | None = None):
+        self.rs, self.args, self.argv, self.reference = rs, args, list(argv), reference
         self.kw = dict(confidence=args.confidence, n_resamples=args.resamples, seed=args.seed)
         self.summary = aggregate.summary_table(rs, args.metric, args.last_k, **self.kw)
         self.order = tables.setting_order(rs.settings)
         self.palette = figures.colors(self.order)
+        self.style = figures.styles(self.order)  # one look per setting across all figures
         self.md: list[str] = []
 
     def write(self, out: Path) -> Path:
-        out.mkdir(parents=True, exist_ok=True)
-        self._header()
-        self._tables(out)
-        self._curves(out)
-        self._sweeps(out)
-        self._diagnostics(out)
-        self._runs(out)
-        path = out / "report.md"
-        path.write_text("\n".join(self.md) + "\n")
+        with output.writing(out):
+            out.mkdir(parents=True, exist_ok=True)
+            self._header()
+            self._tables(out)
+            self._references()
+            self._curves(out)
+            self._sweeps(out)
+            self._diagnostics(out)
+            self._runs(out)
+            path = out / "report.md"
+            path.write_text("\n".join(self.md) + "\n")
         return path
 
     # ---------------------------------------------------------------------------------- sections
@@ -174,6 +217,10 @@ class Report:
                     "", f"Command: `python -m analysis.report {shlex.join(self.argv)}`", ""]
         if rs.skipped or rs.marked:
             self.md += [f"Skipped {len(rs.skipped)} run(s), marked {len(rs.marked)}: see [Runs](#runs).", ""]
+        if "role" in rs.settings:
+            self.md += ["Tuning runs (a sweep's trials) and held-out runs (the best setting re-run on fresh "
+                        "seeds) are separate rows, marked [tuning] and [held-out]: a held-out score is the "
+                        "honest estimate, a tuning score is biased upwards by the selection.", ""]
 
     def _tables(self, out: Path) -> None:
         a, s = self.args, self.summary
@@ -184,15 +231,47 @@ class Report:
         (out / "table.tex").write_text(tables.to_latex(s, hib, caption=caption))
         (out / "table.csv").write_text(tables.to_csv(s))
         pct = f"{a.confidence:.0%}"
+        ref_col = self.reference is not None
         self.md += ["## Final performance", "", caption, "", tables.to_markdown(s, hib), "",
                     "Also as [LaTeX (booktabs)](table.tex) and [CSV](table.csv).", "",
                     f"Interval estimates: {pct} percentile-bootstrap CI of the mean ({a.resamples} resamples, "
                     f"seed {a.seed}) and IQM (mean of the middle 50% of runs).", "",
-                    "| algorithm | environment | n | mean | " + pct + " CI | IQM |", "|---|---|---:|---:|---:|---:|"]
+                    "| algorithm | environment | n | mean | " + pct + " CI | IQM |" + (" published |" if ref_col else ""),
+                    "|---|---|---:|---:|---:|---:|" + ("---|" if ref_col else "")]
+        few = False
         for row in self._ordered(s).itertuples(index=False):
-            self.md.append(f"| {row.setting} | {row.env} | {row.n} | {row.mean:.4g} | "
-                           f"[{row.ci_low:.4g}, {row.ci_high:.4g}] | {row.iqm:.4g} |")
+            if row.n < stats.MIN_N_CI:
+                few, ci = True, f"– (n<{stats.MIN_N_CI})"
+            else:
+                ci = f"[{row.ci_low:.4g}, {row.ci_high:.4g}]"
+            cells = f"| {row.setting} | {row.env} | {row.n} | {row.mean:.4g} | {ci} | {row.iqm:.4g} |"
+            if ref_col:
+                cells += f" {self._published(row.env, row.algo)} |"
+            self.md.append(cells)
         self.md.append("")
+        if few:
+            self.md += [f"–: {stats.NO_CI_REASON}; run more seeds for an interval.", ""]
+
+    def _published(self, env: str, algo: str) -> str:
+        """The published figures for this env and algorithm, as a table cell."""
+        assert self.reference is not None
+        rows = references.for_env(self.reference, env)
+        rows = rows[rows["algo"] == algo]
+        return "; ".join(references.label(r, env) for _, r in rows.iterrows()) or "–"
+
+    def _references(self) -> None:
+        if self.reference is None:
+            return
+        envs = sorted(self.rs.runs["env"].unique())
+        lines = []
+        for env in envs:
+            for _, row in references.for_env(self.reference, env).iterrows():
+                lines.append(f"- {env}: {references.label(row, env)}, {row['url']}")
+        self.md += ["### Published figures", ""]
+        self.md += (lines or [f"None of the reference file's environments is among {', '.join(envs)}."]) + [""]
+        if lines:
+            self.md += ["Other code, environment versions, budgets and metrics: a rough yardstick, not a "
+                        "like-for-like comparison (see analysis/data/README.md).", ""]
 
     def _ordered(self, frame: pd.DataFrame) -> pd.DataFrame:
         rank = {s: i for i, s in enumerate(self.order)}
@@ -200,21 +279,35 @@ class Report:
 
     def _curves(self, out: Path) -> None:
         a = self.args
-        curves = aggregate.curves(self.rs, a.curve_metric, a.points, **self.kw)
+        shown = self._best_settings(limit=figures.HIGHLIGHT)
+        curves = aggregate.curves(self.rs, a.curve_metric, a.points, band_for=shown, **self.kw)
         self.md += ["## Learning curves", ""]
         if curves.empty:
             self.md += [f"No values of {a.curve_metric} to plot.", ""]
             return
-        shown = self._best_settings(limit=figures.MAX_LINES)
-        fig = figures.learning_curves(curves, ylabel=_metric_label(a.curve_metric),
-                                      order=[s for s in self.order if s in shown], palette=self.palette)
+        refs = self._reference_lines(sorted(curves["env"].unique()))
+        fig = figures.learning_curves(curves, ylabel=_metric_label(a.curve_metric), order=self.order,
+                                      palette=self.palette, highlight=[s for s in self.order if s in shown],
+                                      references=refs, style=self.style)
         figures.save(fig, out / "figures" / "learning_curves")
+        greyed = len(self.order) - len(shown)
         self.md += ["![learning curves](figures/learning_curves.png)", "",
                     f"{a.curve_metric} against environment steps: mean over seeds with a shaded "
-                    f"{a.confidence:.0%} bootstrap CI; every run interpolated onto a common grid of {a.points} "
-                    f"points and never past its last logged step ([PDF](figures/learning_curves.pdf))."
-                    + (f" The {len(shown)} best of {len(self.order)} settings are shown." if len(shown) < len(self.order) else ""),
-                    ""]
+                    f"{a.confidence:.0%} bootstrap CI (settings with at least {stats.MIN_N_CI} seeds); every run "
+                    f"interpolated onto a common grid of {a.points} points and never past its last logged step "
+                    f"([PDF](figures/learning_curves.pdf))."
+                    + (f" The {len(shown)} best of {len(self.order)} settings are in colour, the other {greyed} "
+                       f"grey." if greyed else "")
+                    + (" Dashed black: published figures (a final evaluation or a maximum, not this curve's "
+                       "metric; see the table)." if any(refs.values()) else ""), ""]
+        for note in identical_settings(curves, self.summary):
+            self.md += [note, ""]
+
+    def _reference_lines(self, envs: Sequence[str]) -> dict[str, list[tuple[float, str]]]:
+        if self.reference is None:
+            return {}
+        return {env: [(float(r["mean"]), references.short_label(r))
+                      for _, r in references.for_env(self.reference, env).iterrows()] for env in envs}
 
     def _best_settings(self, limit: int) -> set[str]:
         best = self.summary.groupby("setting")["mean"].max()
@@ -223,6 +316,8 @@ class Report:
 
     def _sweeps(self, out: Path) -> None:
         rs, s = self.rs, self.summary
+        if "role" in s:
+            s = s[s["role"] != HELD_OUT]  # the re-run of the best setting is not a point of the search
         numeric = [k for k in rs.hyperparams if pd.api.types.is_numeric_dtype(rs.config[k])
                    and not pd.api.types.is_bool_dtype(rs.config[k])]
         parts = []
@@ -234,7 +329,8 @@ class Report:
             axes = (preferred + sorted((k for k in axes if k not in preferred), key=lambda k: -group[k].nunique()))[:2]
             name = f"sweep_{slug(env)}_{slug(algo)}"
             fig = figures.sweep(group, axes[0], axes[1] if len(axes) > 1 else None,
-                                objective=_metric_label(self.args.metric), title=f"{algo} on {env}")
+                                objective=_metric_label(self.args.metric), title=f"{algo} on {env}",
+                                higher_is_better=not self.args.lower_is_better)
             figures.save(fig, out / "figures" / name)
             top = group.sort_values("mean", ascending=self.args.lower_is_better).head(SWEEP_TABLE_ROWS)
             cols = [c for c in rs.param_columns if c in top]
@@ -246,22 +342,31 @@ class Report:
             parts.append("")
         if parts:
             self.md += ["## Sweeps", "", f"Objective: {self.args.metric} (final performance as in the table), "
-                        f"mean over the seeds of each setting; the best of each sweep is ringed.", "", *parts]
+                        f"mean over the seeds of each setting (tuning runs only); the best of each sweep is "
+                        f"ringed.", "", *parts]
 
     def _diagnostics(self, out: Path) -> None:
-        curves = {m: aggregate.curves(self.rs, m, self.args.points, **self.kw) for m, _ in figures.DIAGNOSTICS}
+        shown = self._best_settings(limit=figures.HIGHLIGHT)
+        order = [s for s in self.order if s in shown]
+        curves = {m: aggregate.curves(self.rs, m, self.args.points, only=shown, **self.kw)
+                  for m, _ in figures.DIAGNOSTICS}
         curves = {m: c for m, c in curves.items() if not c.empty}
         if not curves:
             return
         deltas = self._deltas()
         self.md += ["## Training diagnostics", ""]
-        shown = self._best_settings(limit=6)
+        labels = dict(figures.DIAGNOSTICS)
         for env in sorted(self.rs.runs["env"].unique()):
             name = f"diagnostics_{slug(env)}"
-            fig = figures.diagnostics(curves, env, order=[s for s in self.order if s in shown],
-                                      deltas=deltas, palette=self.palette)
+            fig = figures.diagnostics(curves, env, order=order, deltas=deltas, palette=self.palette,
+                                      style=self.style)
             figures.save(fig, out / "figures" / name)
             self.md += [f"![diagnostics {env}](figures/{name}.png)", ""]
+            zero = [labels[m] for m, c in curves.items() if figures.all_zero(c, env, order)]
+            if zero:
+                self.md += [f"{env}: {', '.join(zero)}: 0 in every update of every setting shown (no panel).", ""]
+        if len(order) < len(self.order):
+            self.md += [f"The {len(order)} best of {len(self.order)} settings are shown.", ""]
         self.md += ["Dashed lines: the trust-region size delta (algo.max_kl) of npg and trpo settings.", ""]
 
     def _deltas(self) -> dict[str, float]:
@@ -290,6 +395,29 @@ class Report:
                 for why, runs in group_by_reason(entries).items():
                     self.md += [f"- {why}: " + ", ".join(f"`{r}`" for r in runs)]
         self.md.append("")
+
+
+HELD_OUT = P.HELD_OUT
+
+
+def identical_settings(curves: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Sentences naming settings of one env whose mean curves and final scores are identical.
+
+    Their lines lie on top of each other (styles and staggered markers keep both visible); the
+    report must say so rather than let a reader think one is missing.
+    """
+    notes = []
+    score = summary.set_index(["env", "setting"])["mean"]
+    for env, data in curves.groupby("env", sort=True):
+        by_curve: dict[tuple, list[str]] = {}
+        for setting, d in data.groupby("setting", sort=False):
+            key = (tuple(d[STEP_COLUMN].round(6)), tuple(d["mean"]), score.get((env, setting), np.nan))
+            by_curve.setdefault(key, []).append(str(setting))
+        for same in by_curve.values():
+            if len(same) > 1:
+                notes.append(f"On {env}, {' and '.join(same)} gave identical results (same mean curve and "
+                             f"final score): their lines coincide.")
+    return notes
 
 
 def _metric_label(metric: str) -> str:

@@ -43,10 +43,32 @@ class RunSet:
         return P.varying_keys(self.config, self.runs[["env", "algo"]])
 
     @cached_property
+    def roles(self) -> pd.Series:
+        """Per run: 'tuning' (a sweep trial's run), 'held-out' (the sweep's best setting re-run on its
+        report seeds, W&B group '<study>/report') or '' (an ordinary run).
+
+        Held-out seeds estimate the tuned setting honestly; pooling them with the tuning seeds that
+        selected it (same parameters, so the same setting) would defeat that, so the role is part of
+        the setting.
+        """
+        conf = self.config
+        group = self.runs["group"].astype(str)
+        if "logger.group" in conf:
+            group = group.where(group != "", conf["logger.group"].fillna("").astype(str))
+        tuning = conf["trial.number"].notna() if "trial.number" in conf else pd.Series(False, index=conf.index)
+        held_out = group.str.endswith(P.REPORT_GROUP_SUFFIX) & ~tuning
+        out = pd.Series("", index=self.runs.index, dtype=object)
+        out[tuning.to_numpy()] = P.TUNING
+        out[held_out.to_numpy()] = P.HELD_OUT
+        return out
+
+    @cached_property
     def param_columns(self) -> list[str]:
-        """Hyperparameters plus trial bookkeeping (trial.study, trial.number) when runs have it."""
+        """Hyperparameters plus trial bookkeeping (trial.study, trial.number) when runs have it, and
+        ``role`` when some runs are a sweep's tuning or held-out runs."""
         trial = [k for k in P.TRIAL_KEYS if k in self.config and self.config[k].notna().any()]
-        return self.hyperparams + trial
+        role = ["role"] if self.roles.ne("").any() else []
+        return self.hyperparams + trial + role
 
     @cached_property
     def settings(self) -> pd.DataFrame:
@@ -63,9 +85,14 @@ class RunSet:
             for values, members in conf.loc[idx, keys].groupby(keys, dropna=False, sort=False).groups.items():
                 values = values if isinstance(values, tuple) else (values,)
                 labels[members] = P.label(algo, {k: _value(v) for k, v in zip(keys, values)})
+        roles = self.roles
+        if roles.ne("").any():
+            out["role"] = roles
+            labels = labels.where(roles == "", labels + " [" + roles + "]")
         out["setting"] = labels
         for key in self.param_columns:
-            out[key] = conf[key]
+            if key != "role":
+                out[key] = conf[key]
         return out
 
     def tidy(self, metrics: list[str] | None = None) -> pd.DataFrame:

@@ -156,14 +156,15 @@ def test_records_tidy_frame_and_sweep_params(tmp_path: Path) -> None:
     write_record(tmp_path / "pg", algo="pg", rows=curve_rows(3))
     rs = load_quiet([str(tmp_path)])
     assert rs.hyperparams == ["algo.cg_damping", "algo.max_kl"]  # varies within trpo; seed/trial are not params
-    assert rs.param_columns == ["algo.cg_damping", "algo.max_kl", "trial.study", "trial.number"]
+    assert rs.param_columns == ["algo.cg_damping", "algo.max_kl", "trial.study", "trial.number", "role"]
     tidy = rs.tidy()
     assert list(tidy.columns) == ["run_id", "algo", "env", "seed", "setting", "algo.cg_damping", "algo.max_kl",
-                                  "trial.study", "trial.number", "env_steps", "metric", "value"]
+                                  "trial.study", "trial.number", "role", "env_steps", "metric", "value"]
     row = tidy[(tidy["metric"] == "rollout/return_mean") & (tidy["env_steps"] == 2000) & (tidy["seed"] == 1)]
     assert row["value"].tolist() == [1.0] and row["algo.max_kl"].tolist() == [0.02]
-    assert set(rs.settings["setting"]) == {"pg", "trpo (cg_damping=0.1, max_kl=0.01)",
-                                           "trpo (cg_damping=0.1, max_kl=0.02)", "trpo (cg_damping=0.01, max_kl=0.02)"}
+    assert set(rs.settings["setting"]) == {"pg", "trpo (cg_damping=0.1, max_kl=0.01) [tuning]",
+                                           "trpo (cg_damping=0.1, max_kl=0.02) [tuning]",
+                                           "trpo (cg_damping=0.01, max_kl=0.02) [tuning]"}
     # metrics.csv names arrive under the W&B names, as from the W&B sources
     assert {"rollout/return_mean", "train/kl", "train/backtracks", "train/step_accepted"} <= set(rs.metric_names)
 
@@ -252,10 +253,12 @@ def test_statistics_known_answers() -> None:
     assert (s.n, s.mean) == (4, 5.0)
     assert s.std == pytest.approx(math.sqrt(20 / 3), rel=1e-12)
     assert s.se == pytest.approx(math.sqrt(20 / 3) / 2, rel=1e-12)
-    # Two seeds: resampled means are 0, 0.5 or 1 with probability 1/4, 1/2, 1/4, so the 95%
-    # percentile interval is exactly [0, 1].
+    # Two seeds: resampled means are 0, 0.5 or 1, so a 95% percentile interval would be exactly
+    # [0, 1], the two values restated: no interval below n=3 (issue 13), NaN, and the report says why.
     two = stats.summarize([0.0, 1.0])
-    assert (two.ci_low, two.ci_high) == (0.0, 1.0)
+    assert math.isnan(two.ci_low) and math.isnan(two.ci_high) and two.se == 0.5
+    three = stats.summarize([0.0, 1.0, 2.0])
+    assert 0.0 <= three.ci_low < 1.0 < three.ci_high <= 2.0
     assert stats.iqm(np.arange(1, 9)) == 4.5  # mean of 3, 4, 5, 6
     assert stats.iqm([1, 2, 3, 4, 5, 6, 7, 1000]) == 4.5  # a diverged seed does not move it
     const = stats.summarize([3.0, 3.0, 3.0])
@@ -269,6 +272,20 @@ def test_statistics_known_answers() -> None:
     assert big.ci_low == pytest.approx(big.mean - half, abs=0.1 * half)
     assert big.ci_high == pytest.approx(big.mean + half, abs=0.1 * half)
     assert stats.summarize(x) == big  # fixed seed: reproducible
+
+
+def test_bootstrap_is_scipys_percentile_bootstrap() -> None:
+    """The matrix-product bootstrap gives scipy.stats.bootstrap's numbers (same draws, same
+    percentiles), for one column and for a learning curve's many."""
+    from scipy import stats as sps
+
+    rng = np.random.default_rng(3)
+    for x in (rng.normal(size=7), rng.normal(size=(40, 25)), np.array([0.0, 0.0, 0.0, 10.0])):
+        low, high = stats.bootstrap_ci(x, 0.9, 500, seed=11)
+        ref = sps.bootstrap((x,), np.mean, axis=0, vectorized=True, confidence_level=0.9, n_resamples=500,
+                            method="percentile", rng=np.random.default_rng(11)).confidence_interval
+        np.testing.assert_allclose(low, ref.low, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(high, ref.high, rtol=0, atol=1e-12)
 
 
 def table_runs(tmp_path: Path):
@@ -294,9 +311,9 @@ def test_table_numbers_match_hand_computed_mean_se_and_ci(tmp_path: Path) -> Non
     assert cp["se"] == pytest.approx(np.std(scores, ddof=1) / math.sqrt(3))
     assert cp["iqm"] == pytest.approx(scores.mean())  # 3 values: trim_mean(0.25) trims none
     assert scores.min() <= cp["ci_low"] < cp["mean"] < cp["ci_high"] <= scores.max()
-    # Two seeds: the percentile bootstrap interval is exactly [min, max] (see the statistics test).
+    # Two seeds: mean and SE, but no interval (see the statistics test).
     pg = row.loc[("CartPole-v1", "pg")]
-    assert (pg["mean"], pg["se"], pg["ci_low"], pg["ci_high"]) == (27.5, 12.5, 15.0, 40.0)
+    assert (pg["mean"], pg["se"]) == (27.5, 12.5) and math.isnan(pg["ci_low"]) and math.isnan(pg["ci_high"])
     assert cp["se"] == pytest.approx(math.sqrt(475 / 3))
 
     md = tables.to_markdown(summary)
@@ -330,7 +347,12 @@ def test_curves_mean_and_band_of_seeds(tmp_path: Path) -> None:
     assert c["env_steps"].tolist() == [1500.0, 2000.0, 2500.0]
     assert c["mean"].tolist() == [5.0, 12.5, 20.0]
     assert c["se"].tolist() == [0.0, 2.5, 5.0]
-    assert c["ci_low"].tolist() == [5.0, 10.0, 15.0] and c["ci_high"].tolist() == [5.0, 15.0, 25.0]
+    assert c["ci_low"].isna().all() and c["ci_high"].isna().all()  # two seeds: no band (n < 3)
+    write_record(tmp_path / "c", seed=2, rows=[(1500, 5.0, None), (2500, 5.0, None)])
+    c = aggregate.curves(load_quiet([str(tmp_path)]), "rollout/return_mean", num_points=5)
+    assert c["mean"].tolist() == [5.0, 10.0, 15.0] and c["n"].tolist() == [3, 3, 3]
+    assert (c["ci_low"] <= c["mean"]).all() and (c["mean"] <= c["ci_high"]).all()
+    assert c["ci_low"].iloc[0] == c["ci_high"].iloc[0] == 5.0 and c["ci_high"].iloc[2] > c["ci_low"].iloc[2]
 
 
 # ------------------------------------------------------------------------------------------ figures
@@ -347,11 +369,15 @@ def test_figures_plot_the_aggregated_data(tmp_path: Path) -> None:
         assert ax.get_xlabel() == "environment steps" and ax.get_ylabel() == "episode return"
         lines, bands = ax.get_lines(), [p for p in ax.collections if isinstance(p, PolyCollection)]
         assert [ln.get_label().split(" (n=")[0] for ln in lines] == ["pg", "trpo"]
-        for line, band, setting in zip(lines, bands, ["pg", "trpo"]):
+        for line, setting in zip(lines, ["pg", "trpo"]):
             d = c[(c["env"] == env) & (c["setting"] == setting)]
             np.testing.assert_array_equal(line.get_xdata(), d["env_steps"].to_numpy())
             np.testing.assert_array_equal(line.get_ydata(), d["mean"].to_numpy())
-            ys = band.get_paths()[0].vertices[:, 1]
+        # Only trpo on CartPole has 3 seeds: the one band; n=2 settings get none.
+        assert len(bands) == (1 if env == "CartPole-v1" else 0)
+        if bands:
+            d = c[(c["env"] == env) & (c["setting"] == "trpo")]
+            ys = bands[0].get_paths()[0].vertices[:, 1]
             assert ys.min() == pytest.approx(d["ci_low"].min()) and ys.max() == pytest.approx(d["ci_high"].max())
     paths = figures.save(fig, tmp_path / "out" / "curves")
     assert [p.suffix for p in paths] == [".png", ".pdf"]
@@ -369,7 +395,8 @@ def test_figures_plot_the_aggregated_data(tmp_path: Path) -> None:
     fig = figures.diagnostics(diag, "CartPole-v1", order=order, deltas={"trpo": 0.01})
     kl_ax = fig.axes[0]
     assert kl_ax.get_ylabel().startswith("mean KL")
-    dashed = [ln for ln in kl_ax.get_lines() if ln.get_linestyle() == "--"]
+    dashed = [ln for ln in kl_ax.get_lines() if ln.get_label().startswith("delta")]
+    assert all(ln.get_linestyle() == "--" for ln in dashed)
     assert len(dashed) == 1 and list(dashed[0].get_ydata()) == [0.01, 0.01]
     assert [ax.get_xlabel() for ax in fig.axes[:3]] == ["environment steps"] * 3
 
