@@ -34,7 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.definition import SweepError, SweepSpec, enqueued, search_space, tuning_seeds
 from sweeps.launch import is_hydra_override
 from sweeps.trial_report import PRUNER_ATTR, STORAGE_PASSWORD_ENV, open_storage
-from trpo_exp.util import first_line, redact_secrets, split_url_password
+from trpo_exp.util import first_line, redact_secrets, split_url_password, with_url_password
 
 SLOT_ATTR = "sweep:slot"  # system attr of a pre-created trial: its slot index (kept by retries)
 FAILURE_ATTR = "sweep:failure"  # system attr of a trial whose runs raised (a real error)
@@ -213,10 +213,20 @@ class SweepStudy:
                 pass
 
 
+INIT_LOCK_KEY = 0x7472706F5F657870  # "trpo_exp": the PostgreSQL advisory lock of sweep start-up
+
+
 @contextmanager
 def _init_lock(url: str) -> Iterator[None]:
-    """Serialise storage and study creation between workers of one machine for SQLite / journal
-    files (table creation and the first slots are not atomic); other storages need no lock."""
+    """Serialise storage and study creation between workers: Optuna creates its schema, and the
+    sweep its study and trial slots, in several statements, so two workers starting at once could
+    both do it (seen on PostgreSQL: "type studydirection already exists", and 12 COMPLETE trials
+    for n_trials=6). SQLite and journal files: a file lock (workers of one machine); PostgreSQL: a
+    session advisory lock in the database itself (workers anywhere); other storages: none."""
+    if url.startswith("postgresql"):
+        with _advisory_lock(url):
+            yield
+        return
     path = _local_file(url)
     if path is None:
         yield
@@ -228,6 +238,23 @@ def _init_lock(url: str) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _advisory_lock(url: str) -> Iterator[None]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    engine = create_engine(with_url_password(url, os.environ.get(STORAGE_PASSWORD_ENV)), poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": INIT_LOCK_KEY})
+            try:
+                yield
+            finally:
+                conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": INIT_LOCK_KEY})
+    finally:
+        engine.dispose()
 
 
 def _local_file(url: str) -> Optional[Path]:
