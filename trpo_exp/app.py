@@ -6,6 +6,7 @@ packages (sweeps' launcher, tests) import. Importing it has no side effects; the
 from __future__ import annotations
 
 import shutil
+import sys
 from dataclasses import asdict, dataclass, fields, is_dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -71,6 +72,7 @@ class RunContext:
     run_dir: Path
     group: Optional[str] = None  # the multirun / experiment this run belongs to, if any
     resolved_config: Optional[dict[str, Any]] = None  # the full resolved config, for W&B
+    command: Optional[list[str]] = None  # the user's command line, when argv is a launcher's
 
 
 def run_name(config: Config) -> str:
@@ -115,7 +117,7 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
         "name": name, "algo": config.algo.name, "env_id": config.env.id, "seed": config.seed,
         "total_steps": config.budget, "env_steps": 0, "run_dir": str(run_dir), "group": group,
         "wandb_mode": config.logger.mode, "wandb_run_id": previous.get("wandb_run_id"),
-        "provenance": provenance.collect(),
+        "provenance": provenance.collect(context.command),
         **({"previous_record": str(plan.moved_to)} if plan.moved_to else {}),
     }, resume_from=resume_from, previous=previous)
     trainer = None
@@ -158,6 +160,8 @@ def _failure(err: BaseException) -> tuple[str, int]:
         return "interrupted (Ctrl-C)", 130
     if isinstance(err, Terminated):
         return str(err), err.exit_code
+    if isinstance(err, SystemExit):  # e.g. submitit requeueing the job after our checkpoint
+        return f"exited with status {err.code} (after the last checkpoint; a requeued job resumes)", 1
     if isinstance(err, NonFiniteError):
         return f"{err} (the last good checkpoint is kept)", 1
     return f"{type(err).__name__}: {first_line(err)}", 1
@@ -196,7 +200,10 @@ def hydra_context(cfg: DictConfig) -> RunContext:
         group = hc.runtime.choices["experiment"]
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert isinstance(resolved, dict)
+    command = None
+    if not sys.argv or sys.argv[0].endswith("_submit.py"):  # a submitit job: argv is submitit's
+        command = ["python", "-m", "trpo_exp", *hc.overrides.task]
     return RunContext(run_dir=Path(hc.runtime.output_dir), group=group,
-                      resolved_config={str(k): v for k, v in resolved.items()})
+                      resolved_config={str(k): v for k, v in resolved.items()}, command=command)
 
 

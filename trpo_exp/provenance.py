@@ -93,13 +93,29 @@ def _simd_flags() -> list[str]:
     return []
 
 
-def collect() -> dict[str, Any]:
+SLURM_ENV = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID", "array_task_id": "SLURM_ARRAY_TASK_ID",
+             "node": "SLURMD_NODENAME", "partition": "SLURM_JOB_PARTITION", "restart_count": "SLURM_RESTART_COUNT"}
+
+
+def slurm() -> Optional[dict[str, Optional[str]]]:
+    """Where a run ran on a SLURM cluster (None outside SLURM)."""
+    import os
+
+    if "SLURM_JOB_ID" not in os.environ:
+        return None
+    return {key: os.environ.get(var) for key, var in SLURM_ENV.items()}
+
+
+def collect(command: Optional[list[str]] = None) -> dict[str, Any]:
+    """``command``: the user's command line when this process's argv is not it (a job started by a
+    launcher such as submitit runs ``_submit.py``)."""
     import os
 
     return {
         "git": git_info(PROJECT_DIR),
         "versions": package_versions(),
-        "command": [redact_secrets(a) for a in (sys.executable, *sys.argv)],
+        "command": [redact_secrets(a) for a in (command or [sys.executable, *sys.argv])],
+        "slurm": slurm(),
         "cwd": os.getcwd(),
         "host": socket.gethostname(),
         "platform": platform.platform(),

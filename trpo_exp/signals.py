@@ -6,6 +6,10 @@ scancel) and can be asked to send SIGUSR1 ahead of the time limit (sbatch --sign
   one after the current iteration and then ends the run (``Terminated``), so a requeued job or the
   same command run again resumes from there. A second SIGTERM ends the run at once (the previous
   checkpoint is kept: checkpoints are written atomically).
+- Under a job manager that handles SIGUSR1 itself (submitit: Hydra's submitit launcher requeues the
+  job on the signal SLURM sends before the time limit or on preemption), its handler is called once
+  the checkpoint is saved: the run checkpoints first, then the job is requeued, and the requeued job
+  resumes from that checkpoint.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ class RunSignals:
         self.training = False
         self.checkpoint_requested = False
         self.stop_requested = False
+        self.usr1_pending = False
         self._previous: dict[int, Any] = {}
 
     def install(self) -> RunSignals:
@@ -44,15 +49,26 @@ class RunSignals:
 
     def _handle(self, signum: int, frame: Optional[FrameType]) -> None:
         if signum == signal.SIGUSR1:
-            self.checkpoint_requested = True
+            if not self.training:  # nothing to save yet: let the previous handler act at once
+                previous = self._previous.get(signal.SIGUSR1)
+                if callable(previous):
+                    previous(signum, frame)
+                return
+            self.checkpoint_requested = self.usr1_pending = True
             return
         if not self.training or self.stop_requested:
             raise Terminated("terminated by SIGTERM")
         self.checkpoint_requested = self.stop_requested = True
 
     def checkpoint_saved(self, iteration: int) -> None:
-        """Called after a checkpoint is written; ends the run if SIGTERM asked for it."""
+        """Called after a checkpoint is written; ends the run if SIGTERM asked for it, and hands a
+        SIGUSR1 on to the handler that was there before (submitit's requeue), if any."""
         self.checkpoint_requested = False
+        if self.usr1_pending:
+            self.usr1_pending = False
+            previous = self._previous.get(signal.SIGUSR1)
+            if callable(previous):
+                previous(signal.SIGUSR1, None)
         if self.stop_requested:
             raise Terminated(f"terminated by SIGTERM after iteration {iteration} (checkpoint saved: "
                              f"run the same command again to resume)")
