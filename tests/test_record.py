@@ -82,3 +82,15 @@ def test_a_killed_run_shows_as_stale_in_the_summary(tmp_path):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "running" and info["progress"]["pid"] == proc.pid and info["progress"]["iteration"] >= 2
     assert " stale " in format_table(load_runs(tmp_path))
+
+
+def test_the_one_reader_survives_damaged_metrics_for_every_consumer(tmp_path):
+    """The multirun summary and the sweep objective read through the same tolerant reader as
+    analysis: a duplicated column and a non-UTF-8 line are notes, not exceptions."""
+    from trpo_exp.record.reader import read_run
+
+    (tmp_path / "metrics.csv").write_bytes(b"iteration,env_steps,return_mean,return_mean\n"
+                                          b"1,100,5.0,6.0\n2,200,\xff\xfe,7.0\n3,300,9.0,1.0\n")
+    data = read_run(tmp_path)
+    assert list(data.metrics["return_mean"].fillna(-1)) == [5.0, -1, 9.0]
+    assert any("duplicated column" in n for n in data.notes) and any("non-UTF-8" in n for n in data.notes)

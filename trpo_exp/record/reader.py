@@ -11,11 +11,13 @@ pyarrow call. A malformed line is dropped by pyarrow's invalid-row handler and n
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import math
 import os
-from collections import defaultdict
+import sys
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Sequence
 
@@ -65,9 +67,8 @@ def read_run(run_dir: str | os.PathLike) -> RunData:
     return RunData(info=info, metrics=frame, notes=notes + problems.get(0, []))
 
 
-def read_metrics(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, dict[int, list[str]]]:
-    """Every run's metrics.csv in one wide float frame (CSV column names, the run's index in
-    ``RUN_INDEX``; rows without a step are dropped) and the problems found, by run index."""
+def _read_metrics_bulk(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+    """All files in one pyarrow parse per header (fast); raises on damage it cannot skip."""
     problems: dict[int, list[str]] = defaultdict(list)
     by_header: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
     for i, run_dir in enumerate(run_dirs):
@@ -166,3 +167,107 @@ def to_float(value: Any) -> float:
         return float(value)
     except (TypeError, ValueError):
         return math.nan
+
+
+# --------------------------------------------------------------------------- damaged metrics.csv
+#
+# Some damage makes a whole bulk parse fail (a duplicated column name, a line longer than pyarrow's
+# block, a malformed line with non-UTF-8 bytes, a non-UTF-8 header). Then the set is split in halves
+# until the failing runs are alone (the other runs are still parsed in bulk), and each of those is
+# read line by line by ``read_damaged``, which keeps what it can and says what it dropped.
+
+MAX_LINE_BYTES = 1 << 20  # a real row is a few hundred bytes; anything near pyarrow's block is damage
+
+
+def read_metrics(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, dict[int, list[str]]]:
+    """Every run's metrics.csv in one wide float frame (CSV column names, the run's index in
+    ``RUN_INDEX``; rows without a step are dropped) and the problems found, by run index. Never raises
+    for a damaged file: a failing set is halved until each failing run is alone, then that run is
+    read by ``read_damaged``."""
+    try:
+        with _quiet_unraisable():
+            return _read_metrics_bulk(run_dirs)
+    except Exception:  # pyarrow's errors, KeyError for a duplicated column, UnicodeDecodeError, ...
+        pass
+    if len(run_dirs) == 1:
+        notes: list[str] = []
+        frame = read_damaged(run_dirs[0], notes)
+        frame.insert(0, RUN_INDEX, 0)
+        return frame, ({0: notes} if notes else {})
+    half = len(run_dirs) // 2
+    frames, problems = [], {}
+    for offset, part in ((0, run_dirs[:half]), (half, run_dirs[half:])):
+        frame, notes_by_run = read_metrics(part)
+        if len(frame):
+            frames.append(frame.assign(**{RUN_INDEX: frame[RUN_INDEX].to_numpy() + offset}))
+        problems.update({i + offset: notes for i, notes in notes_by_run.items()})
+    return (pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()), problems
+
+
+@contextlib.contextmanager
+def _quiet_unraisable():
+    """pyarrow calls the reader's invalid-row handler with the row's text decoded as UTF-8; for a
+    non-UTF-8 line the decoding fails inside pyarrow, which prints "Exception ignored ... Traceback"
+    through sys.unraisablehook and then fails the parse (handled by the caller). Keep stderr clean."""
+    old = sys.unraisablehook
+    sys.unraisablehook = lambda _unraisable: None
+    try:
+        yield
+    finally:
+        sys.unraisablehook = old
+
+
+def read_damaged(run_dir: str, notes: list[str]) -> pd.DataFrame:
+    """One metrics.csv read line by line: what the bulk parse could not take, kept where possible.
+
+    Non-UTF-8 bytes become U+FFFD (so the value is not a number and reads as missing); a repeated
+    column name keeps its first column; lines over ``MAX_LINE_BYTES`` or with the wrong number of
+    fields are dropped. Every such repair is noted.
+    """
+    try:
+        with open(os.path.join(run_dir, METRICS_CSV), "rb") as f:
+            data = f.read()
+    except OSError as err:
+        notes.append(f"unreadable metrics.csv ({type(err).__name__})")
+        return pd.DataFrame()
+    lines = data.split(b"\n")
+    header = _decode(lines[0].rstrip(b"\r"), notes, "header").split(",")
+    keep = _first_of_each_name(header, notes)
+    rows: list[list[str | None]] = []
+    dropped: Counter[str] = Counter()
+    for raw in lines[1:]:
+        raw = raw.rstrip(b"\r")
+        if not raw:
+            continue
+        if len(raw) > MAX_LINE_BYTES:
+            dropped[f"over {MAX_LINE_BYTES >> 20} MB long"] += 1
+            continue
+        cells = _decode(raw, notes, "line").split(",")
+        if len(cells) != len(header):
+            dropped["malformed"] += 1
+            continue
+        rows.append([cells[i] or None for i in keep])  # an empty cell is a missing value, as in the bulk parse
+    notes += [f"{n} {why} line(s) in metrics.csv dropped" for why, n in dropped.items()]
+    frame = numeric_columns(pd.DataFrame(rows, columns=[header[i] for i in keep], dtype=object), notes)
+    return frame[frame[STEP].notna()].reset_index(drop=True) if STEP in frame else frame.iloc[0:0]
+
+
+def _decode(raw: bytes, notes: list[str], what: str) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        note = f"non-UTF-8 bytes in a metrics.csv {what} (read as missing values)"
+        if note not in notes:
+            notes.append(note)
+        return raw.decode("utf-8", errors="replace")
+
+
+def _first_of_each_name(header: list[str], notes: list[str]) -> list[int]:
+    """Indices of the columns to keep: the first of each name; repeated names are noted."""
+    seen: dict[str, int] = {}
+    for i, name in enumerate(header):
+        seen.setdefault(name, i)
+    repeated = sorted(name for name, n in Counter(header).items() if n > 1)
+    if repeated:
+        notes.append(f"duplicated column {', '.join(repeated)} in metrics.csv (first kept)")
+    return sorted(seen.values())
