@@ -8,9 +8,9 @@ import subprocess
 import pandas as pd
 import pytest
 
-from analysis.sources.wandb_file import read_offline_run
 from conftest import run_cli, start_cli, wait_for
 from trpo_exp.provenance import git_info
+from trpo_exp.record.wandb_file import read_offline_run
 
 
 def cli(run_dir, *overrides, env=None, multirun=False):
@@ -142,3 +142,31 @@ def test_training_goes_on_when_the_wandb_service_dies(tmp_path):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["env_steps"] == 40000
     assert len(pd.read_csv(metrics)) == 20  # 40000 steps / 2048 per iteration, rounded up
+
+
+def test_a_killed_and_resumed_run_continues_its_wandb_run_without_lost_or_duplicate_rows(tmp_path):
+    import signal
+    import warnings
+
+    from analysis.loading import load_runs
+
+    run_dir = tmp_path / "run"
+    args = ["algo=trpo", "env=cartpole", "total_steps=16384", "algo.steps_per_iter=1024", "eval.every=3",
+            "eval.episodes=1", "checkpoint_interval_s=0.000001", "seed=4"]
+    proc = start_cli(args, run_dir=run_dir)
+    metrics = run_dir / "metrics.csv"
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 6, "five rows", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_cli(args, run_dir=run_dir)
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["resumes"]
+    assert len(list((run_dir / "wandb").glob("offline-run-*"))) == 2  # the same W&B run, two segments
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rs = load_runs([str(run_dir)], source="offline", use_cache=False)
+    assert len(rs.runs) == 1 and "segments merged" in rs.runs["problems"].iloc[0]
+    local = pd.read_csv(metrics)
+    wandb = rs.metrics.sort_values("env_steps")
+    assert list(wandb["env_steps"]) == list(local["env_steps"])  # every row once, none lost
+    assert list(wandb["rollout/return_mean"]) == list(local["return_mean"])

@@ -1,4 +1,4 @@
-"""Tests for analysis.sources.wandb_file against runs written by the real wandb library."""
+"""Tests for trpo_exp.record.wandb_file against runs written by the real wandb library."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from analysis.sources.wandb_file import BLOCK_SIZE, read_offline_run
+from trpo_exp.record.wandb_file import BLOCK_SIZE, read_offline_run
 
 RUN_ID = "trpotest01"
 N_STEPS = 20

@@ -36,7 +36,7 @@ def persisted_step(run_dir: Path, run_id: str) -> int:
     none): rows logged after it were lost with the process and must be logged again."""
     import warnings
 
-    from analysis.sources.wandb_file import read_offline_run
+    from trpo_exp.record.wandb_file import read_offline_run
 
     last = -1
     for path in sorted(Path(run_dir, "wandb").glob(f"offline-run-*-{run_id}")):

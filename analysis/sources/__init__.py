@@ -1,7 +1,7 @@
 """Where runs come from. Each source turns its input into the same shape, a :class:`Batch`:
 
 * ``records``: local run directories (metrics.csv + run.json + .hydra/config.yaml), the source of truth;
-* ``offline``: W&B offline runs (``wandb/offline-run-*/run-*.wandb``) through analysis.sources.wandb_file;
+* ``offline``: W&B offline runs (``wandb/offline-run-*/run-*.wandb``) through trpo_exp.record.wandb_file;
 * ``api``: a W&B project through ``wandb.Api()``, for runs logged online.
 
 A source has two steps so the cache can sit between them: ``discover`` lists candidate runs with a

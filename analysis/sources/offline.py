@@ -9,12 +9,14 @@ from __future__ import annotations
 import os
 import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
+
+import pandas as pd
 
 from analysis.errors import AnalysisError
 from analysis.sources import wandb_rows
-from analysis.sources.base import Batch, Candidate, run_row
-from analysis.sources.wandb_file import read_offline_run
+from analysis.sources.base import STEP, Batch, Candidate, run_row
+from trpo_exp.record.wandb_file import read_offline_run
 from trpo_exp.util import first_line
 
 NAME = "offline"
@@ -43,9 +45,14 @@ def discover(sources: Sequence[str], **_: object) -> list[Candidate]:
 
 
 def read(candidates: Sequence[Candidate]) -> Batch:
+    """One analysis run per W&B run id. A run resumed after an interruption (trpo_exp's resume)
+    continues its W&B run in a new offline-run-* directory beside the first: those segments are
+    merged in time order (history rows by step, each step once; config and summary of the last).
+    The same run found in another place (copied, or synced and kept) counts once."""
     batch = Batch()
-    seen: dict[str, str] = {}
-    for cand in candidates:
+    first: dict[str, tuple[Candidate, Path]] = {}
+    segments: dict[str, list[tuple[Candidate, Any, list[str]]]] = {}
+    for cand in candidates:  # sorted paths: a run's segments in time order
         notes: list[str] = []
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -56,14 +63,23 @@ def read(candidates: Sequence[Candidate]) -> Batch:
             continue
         if caught or run.warnings:
             notes.append(f"damaged W&B file, {len(run.warnings)} part(s) lost")
-        if run.run_id in seen:  # the same run copied twice (or synced and kept): count it once
+        wandb_dir = Path(cand.path).parent.parent
+        if run.run_id in first and first[run.run_id][1] != wandb_dir:
             batch.add(run_row(cand, NAME, meta={}, config=None,
-                              skip=f"duplicate of W&B run {run.run_id} at {seen[run.run_id]}"), None)
+                              skip=f"duplicate of W&B run {run.run_id} at {first[run.run_id][0].path}"), None)
             continue
-        seen[run.run_id] = cand.path
-        meta = wandb_rows.meta(run.config, run.summary, name=run.name, group=run.group, tags=run.tags)
-        history = wandb_rows.history_frame(run.history, notes)
-        batch.add(run_row(cand, NAME, meta=meta, config=run.config, problems=notes), history)
+        first.setdefault(run.run_id, (cand, wandb_dir))
+        segments.setdefault(run.run_id, []).append((cand, run, notes))
+    for parts in segments.values():
+        cand, last, _ = parts[-1]
+        notes = [n for _, _, ns in parts for n in ns]
+        if len(parts) > 1:
+            notes.append(f"resumed run: {len(parts)} W&B segments merged")
+        frames = [wandb_rows.history_frame(run.history, notes) for _, run, _ in parts]
+        frames = [f for f in frames if len(f)]
+        history = pd.concat(frames, ignore_index=True).drop_duplicates(STEP, keep="first") if frames else None
+        meta = wandb_rows.meta(last.config, last.summary, name=last.name, group=last.group, tags=last.tags)
+        batch.add(run_row(parts[0][0], NAME, meta=meta, config=last.config, problems=notes), history)
     return batch
 
 
