@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -36,7 +37,8 @@ def main(cfg: DictConfig) -> None:
         sys.exit(cli_errors.EXIT_CONFIG_ERROR)
     context = hydra_context(cfg)
     try:
-        run(config, context)
+        info = run(config, context)
+        print(closing_block(info, context.run_dir), file=sys.stderr, flush=True)
     except ConfigError as err:  # e.g. the run dir holds a finished run: nothing was changed
         print(f"trpo_exp: error: {err}", file=sys.stderr)
         sys.exit(cli_errors.EXIT_CONFIG_ERROR)
@@ -49,6 +51,21 @@ def main(cfg: DictConfig) -> None:
         print(f"trpo_exp: error: {err}; the run record in {context.run_dir} is closed (status failed)",
               file=sys.stderr)
         sys.exit(1)
+
+
+def closing_block(info: dict, run_dir: Path) -> str:
+    """What a user needs when a run ends: its result, where it is, what to run next."""
+    mean, std, episodes = info.get("eval_return_mean"), info.get("eval_return_std"), info.get("eval_episodes")
+    result = (f"final eval {mean:.1f}" + (f" +- {std:.1f}" if isinstance(std, float) else "")
+              + f" ({episodes} episodes, deterministic policy)") if isinstance(mean, (int, float)) else ""
+    lines = [f"trpo_exp: {info.get('name')} {info.get('status')}"
+             + (f": {result}" if result else f" ({info.get('reason')})"),
+             f"  run dir  {run_dir}"]
+    offline = sorted(Path(run_dir).glob("wandb/offline-run-*"))
+    if offline:
+        lines.append(f"  W&B      offline run in {offline[-1]} (upload: wandb sync {offline[-1]})")
+    lines.append(f"  next     python -m analysis.report {run_dir} --out {Path(run_dir) / 'report'}")
+    return "\n".join(lines)
 
 
 def _multirun_flag_first(argv: list[str]) -> list[str]:

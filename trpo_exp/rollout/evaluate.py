@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -30,18 +31,25 @@ class EvalResult:
 
 @torch.no_grad()
 def evaluate(policy: Policy, normalizer: RunningObsNormalizer, env: gym.Env, episodes: int, seed: int,
-             device: torch.device) -> EvalResult:
+             device: torch.device, deterministic: bool = True,
+             on_step: Optional[Callable[[int], None]] = None) -> EvalResult:
     """Run ``episodes`` full episodes. Episode k starts from reset(seed=seed + k), so every
     evaluation of a run sees the same start states and differences come from the policy alone.
-    The normaliser is only read, never updated."""
+    The normaliser is only read, never updated. ``deterministic=False`` samples actions from the
+    policy (torch's global RNG); ``on_step(k)`` is called after every step of episode k (video)."""
     returns = []
     for k in range(episodes):
         raw, _ = env.reset(seed=seed + k)
         total, done = 0.0, False
+        if on_step is not None:
+            on_step(k)
         while not done:
             obs = torch.as_tensor(normalizer(raw[None]), device=device)
-            action = clip_action(policy.mode(obs)[0].cpu().numpy(), env.action_space)
+            chosen = policy.mode(obs) if deterministic else policy.sample(obs)
+            action = clip_action(chosen[0].cpu().numpy(), env.action_space)
             raw, reward, terminated, truncated, _ = env.step(action)
+            if on_step is not None:
+                on_step(k)
             total += float(reward)
             done = terminated or truncated
         returns.append(total)
