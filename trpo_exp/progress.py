@@ -15,7 +15,10 @@ class Progress:
         self.label = label
         self.log_every = log_every
         self.total = total_steps
-        self.bar = tqdm(total=total_steps, desc=label, unit="step", dynamic_ncols=True) if self.interactive else None
+        # One speed figure: the training rate of the last iteration (tqdm's own smoothed rate is off).
+        fmt = "{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}<{remaining}{postfix}]"
+        self.bar = (tqdm(total=total_steps, desc=label, unit="step", dynamic_ncols=True, bar_format=fmt)
+                    if self.interactive else None)
 
     def update(self, iteration: int, env_steps: int, recent_return: float, steps_per_s: float) -> None:
         ret = "n/a" if math.isnan(recent_return) else f"{recent_return:.1f}"
