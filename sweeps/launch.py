@@ -57,6 +57,7 @@ class RunLauncher:
         from trpo_exp.app import CONF_DIR
         from trpo_exp.cli_errors import one_line
         from trpo_exp.config import register_configs
+        from trpo_exp.precheck import slurm_problem
 
         register_configs()
         GlobalHydra.instance().clear()
@@ -73,6 +74,9 @@ class RunLauncher:
                 task_function=train_run, config=self.config)
         except (HydraException, OmegaConfBaseException) as err:
             raise SweepError(f"in the runs' overrides: {one_line(err)}") from None
+        problem = slurm_problem(self.config)  # no sbatch, controller down: one line before any trial
+        if problem is not None:
+            raise SweepError(problem)
         self._errors = (HydraException, OmegaConfBaseException)
         self._one_line = one_line
         self.next_job = 0

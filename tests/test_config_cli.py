@@ -10,7 +10,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
+import json
+import os
 import re
 import shutil
 import subprocess
@@ -243,15 +246,28 @@ def _cli(args: list[str], workdir: Path, extra_env: dict | None = None) -> subpr
 @pytest.fixture(scope="module")
 def cli_results(tmp_path_factory):
     """Every bad-input case, plus the HYDRA_FULL_ERROR one, run concurrently (each interpreter
-    start with torch costs ~3-4 s of CPU; it is nearly all import time). Module-scoped, so under
-    pytest-xdist use ``--dist loadgroup`` (the CLI tests share the group "cli") or every worker
-    would run the whole batch."""
-    base = tmp_path_factory.mktemp("cli")
+    start with torch costs ~3-4 s of CPU; it is nearly all import time), once per test session:
+    under pytest-xdist the first worker to get here runs the batch and stores the results in the
+    session's shared temporary directory, the others wait on its lock and read them."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the directory all workers of this session share
+    base = shared / "cli_bad_input"
+    base.mkdir(exist_ok=True)
     jobs = {case[0]: (case[0].split(), base / f"c{i}", None) for i, case in enumerate(BAD_INPUT)}
     jobs[FULL_ERROR] = (["algo.max_kl=-1"], base / "full_error", {"HYDRA_FULL_ERROR": "1"})
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        futures = {name: pool.submit(_cli, *job) for name, job in jobs.items()}
-        return {name: (fut.result(), jobs[name][1]) for name, fut in futures.items()}
+    with open(base / "lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the first worker has written the results
+        results = base / "results.json"
+        if not results.exists():
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                futures = {name: pool.submit(_cli, *job) for name, job in jobs.items()}
+                done = {name: {"returncode": f.result().returncode, "stderr": f.result().stderr}
+                        for name, f in futures.items()}
+            results.write_text(json.dumps(done))
+        done = json.loads(results.read_text())
+    return {name: (subprocess.CompletedProcess([], d["returncode"], "", d["stderr"]), jobs[name][1])
+            for name, d in done.items()}
 
 
 @pytest.mark.xdist_group("cli")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import subprocess
 import sys
 from typing import Any, Callable
 
@@ -43,6 +44,13 @@ def one_line(err: BaseException) -> str:
     return " ".join(parts)
 
 
+def is_refused_submission(err: BaseException) -> bool:
+    """sbatch refused a submitit launcher's jobs (unknown partition or account, controller gone):
+    submitit raises FailedJobError from sbatch's CalledProcessError. A job that failed while it ran
+    raises FailedJobError too, without that cause, and keeps its traceback."""
+    return type(err).__name__ == "FailedJobError" and isinstance(err.__cause__, subprocess.CalledProcessError)
+
+
 def install() -> None:
     """Wrap hydra._internal.utils.run_and_report (Hydra 1.3) so configuration errors print one line."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -62,6 +70,12 @@ def install() -> None:
             except (HydraException, OmegaConfBaseException) as err:
                 print(f"trpo_exp: error: {one_line(err)}", file=sys.stderr)
                 sys.exit(EXIT_CONFIG_ERROR)
+            except Exception as err:
+                if not is_refused_submission(err):
+                    raise
+                said = (str(err).strip() or type(err).__name__).splitlines()[-1]
+                print(f"trpo_exp: error: SLURM refused the jobs: {said} (no job was started)", file=sys.stderr)
+                sys.exit(1)
         return original(guarded)
 
     run_and_report._trpo_exp_wrapped = True  # type: ignore[attr-defined]
