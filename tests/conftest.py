@@ -111,3 +111,24 @@ class Cli:
 @pytest.fixture
 def cli(tmp_path: Path) -> Cli:
     return Cli(tmp_path)
+
+
+def assert_same_outcome(run_dir: Path, reference: Path) -> None:
+    """Two runs ended bit-identically: metrics.csv (time columns aside), final evaluation, and the
+    policy and value weights of their final checkpoints."""
+    import pandas as pd
+    import torch
+
+    from trpo_exp.record import TIME_COLUMNS
+
+    def metrics(d: Path) -> pd.DataFrame:
+        return pd.read_csv(d / "metrics.csv").drop(columns=list(TIME_COLUMNS))
+
+    got_info, want_info = read_run_json(run_dir), read_run_json(reference)
+    assert got_info["eval_return_mean"] == want_info["eval_return_mean"]
+    pd.testing.assert_frame_equal(metrics(run_dir), metrics(reference))
+    got = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    want = torch.load(reference / "checkpoint.pt", weights_only=True)
+    for part in ("policy", "value_net"):
+        for name, tensor in want[part].items():
+            assert torch.equal(got[part][name], tensor), f"{part}.{name}"

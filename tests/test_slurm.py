@@ -14,12 +14,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pandas as pd
 import pytest
-import torch
 
-from conftest import ROOT, cli_command, cli_env, read_run_json, run_cli, wait_for
-from trpo_exp.record import TIME_COLUMNS
+from conftest import ROOT, assert_same_outcome, cli_command, cli_env, read_run_json, run_cli, wait_for
 
 pytestmark = pytest.mark.xdist_group("slurm")
 SCRIPT = ["bash", str(ROOT / "scripts" / "local-slurm.sh")]
@@ -68,9 +65,6 @@ def _info(run_dir: Path) -> dict:
     except (OSError, ValueError):  # not written yet
         return {}
 
-
-def _comparable_metrics(run_dir: Path) -> pd.DataFrame:
-    return pd.read_csv(run_dir / "metrics.csv").drop(columns=list(TIME_COLUMNS))
 
 
 def test_card_command_on_slurm_gives_three_finished_records(tmp_path, slurm):
@@ -132,20 +126,14 @@ def test_requeued_job_resumes_bit_identically(tmp_path, slurm):
     assert proc.returncode == 0, output[-3000:]
     assert "Summary of 1 runs" in output
 
-    info, expected = read_run_json(run_dir), read_run_json(reference)
+    info = read_run_json(run_dir)
     assert info["status"] == "finished", info
     # 3 rows logged before SIGUSR1 and the default checkpoint_interval_s=120: the checkpoints
     # resumed from were written because of the signals, not by the timer.
     resumes = [r["from_iteration"] for r in info["resumes"]]
     assert len(resumes) == 2 and resumes[0] >= 3 and resumes[1] >= resumes[0] + 3, info["resumes"]
     assert info["provenance"]["slurm"]["job_id"] == job_id and info["provenance"]["slurm"]["restart_count"] == "2"
-    assert info["eval_return_mean"] == expected["eval_return_mean"]
-    pd.testing.assert_frame_equal(_comparable_metrics(run_dir), _comparable_metrics(reference))
-    got = torch.load(run_dir / "checkpoint.pt", weights_only=True)
-    want = torch.load(reference / "checkpoint.pt", weights_only=True)
-    for part in ("policy", "value_net"):
-        for name, tensor in want[part].items():
-            assert torch.equal(got[part][name], tensor), f"{part}.{name}"
+    assert_same_outcome(run_dir, reference)
 
 
 @pytest.mark.parametrize("problem", ["sbatch not on PATH", "controller stopped", "unknown partition"])
