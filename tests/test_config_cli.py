@@ -227,6 +227,7 @@ BAD_INPUT = [
     ("algo=trpo algo.vine.num_states=8", "algo.vine", "TRPOConfig"),
     ("algo=npg_fixed algo.max_kl=0.01", "algo.max_kl", "NPGFixedConfig"),
     ("algo=npg_fixed algo.step_size=0", "algo.step_size", "0"),
+    ("algo=base_trpo", "algo", "base_trpo"),
 ]
 UNKNOWN_KEYS = {"algo.foo=1", "algo=pg algo.max_kl=0.02", "algo=npg algo.backtrack_iters=3",
                 "algo=trpo algo.vine.num_states=8", "algo=npg_fixed algo.max_kl=0.01"}
@@ -288,6 +289,12 @@ def test_bad_input(cli_results, override, key, value):
         for option in ("pg", "npg", "trpo"):
             assert re.search(rf"\b{option}\b", lines[0]), lines[0]
         assert "base_algo" not in lines[0]
+
+
+def test_help_lists_the_user_facing_options_only(tmp_path):
+    out = run_cli(["--help"], cwd=tmp_path).stdout
+    assert "algo: npg, npg_fixed, pg, trpo, trpo_vine" in out and "hydra/launcher:" in out
+    assert "base_" not in out and "trial" not in out and "algo_env" not in out
 
 
 @pytest.mark.xdist_group("cli")

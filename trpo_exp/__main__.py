@@ -29,6 +29,7 @@ cli_errors.install()
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
 def main(cfg: DictConfig) -> None:
     try:
+        refuse_internal_choices()
         config = to_config(cfg)
     except ConfigError as err:
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -51,6 +52,16 @@ def main(cfg: DictConfig) -> None:
         print(f"trpo_exp: error: {err}; the run record in {context.run_dir} is closed (status failed)",
               file=sys.stderr)
         sys.exit(1)
+
+
+def refuse_internal_choices() -> None:
+    """``algo=base_trpo`` would silently run trpo: the base_* configs are schemas, not options."""
+    from hydra.core.hydra_config import HydraConfig
+
+    for group, choice in HydraConfig.get().runtime.choices.items():
+        if str(choice).startswith("base_"):
+            raise ConfigError(f"{group}={choice!r} is not allowed: base_* are internal schemas (see --help for "
+                              f"the options)")
 
 
 def closing_block(info: dict, run_dir: Path) -> str:

@@ -367,6 +367,20 @@ class Config:
         return self.total_steps if self.total_steps is not None else self.env.default_total_steps
 
 
+def user_groups() -> str:
+    """The config groups and options a user chooses from (for --help): conf/<group>/*.yaml, without
+    the internal schemas and without algo_env (applied by itself for an algo/env pair)."""
+    from pathlib import Path
+
+    conf = Path(__file__).resolve().parent.parent / "conf"
+    lines = []
+    for group in sorted(p for p in conf.iterdir() if p.is_dir() and p.name not in ("algo_env", "hydra")):
+        options = sorted(p.stem for p in group.glob("*.yaml"))
+        lines.append(f"{group.name}: {', '.join(options)}")
+    lines.append("hydra/launcher: basic (default), joblib, submitit_local, slurm")
+    return "\n".join(lines)
+
+
 def register_configs() -> None:
     """Register the schemas so YAML files can start with ``defaults: [base_<option>]``
     (``base_trpo`` for conf/algo/trpo.yaml: each algorithm its own schema), and the ``pid``
@@ -379,6 +393,8 @@ def register_configs() -> None:
 
     if not OmegaConf.has_resolver("pid"):
         OmegaConf.register_new_resolver("pid", os.getpid, use_cache=True)
+    if not OmegaConf.has_resolver("user_groups"):
+        OmegaConf.register_new_resolver("user_groups", user_groups)
     cs = ConfigStore.instance()
     cs.store(name="base_config", node=Config)
     for algorithm in ALGORITHMS:
