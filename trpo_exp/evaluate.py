@@ -141,6 +141,8 @@ class _VideoRecorder:
             kwargs["max_episode_steps"] = config.env.max_episode_steps
         try:
             self.env = DiscardStepInfo(gym.make(config.env.id, **kwargs))
+            self.env.reset(seed=0)
+            self.env.render()  # fail here, in one line, when a renderer is missing (pygame, EGL)
         except Exception as err:
             raise EvaluateError(f"video=true is not allowed for env.id={config.env.id!r}: it cannot render "
                                 f"({first_line(err)})") from None
