@@ -67,7 +67,7 @@ def _info(run_dir: Path) -> dict:
 
 
 
-def test_card_command_on_slurm_gives_three_finished_records(tmp_path, slurm):
+def check_card_command_gives_three_finished_records(tmp_path):
     sweep = tmp_path / "sweep"
     result = run_cli(["hydra/launcher=slurm", "algo=trpo", "env=hopper", "seed=0,1,2", *TINY], sweep_dir=sweep)
     records = sorted(sweep.glob("*/run.json"))
@@ -96,7 +96,7 @@ def _requeue_and_release(job_id: str, interrupt: list[str], proc: subprocess.Pop
     subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, capture_output=True)
 
 
-def test_requeued_job_resumes_bit_identically(tmp_path, slurm):
+def check_requeued_job_resumes_bit_identically(tmp_path):
     reference = tmp_path / "reference"
     run_cli(REQUEUE_RUN, run_dir=reference)  # locally, never interrupted
 
@@ -136,8 +136,7 @@ def test_requeued_job_resumes_bit_identically(tmp_path, slurm):
     assert_same_outcome(run_dir, reference)
 
 
-@pytest.mark.parametrize("problem", ["sbatch not on PATH", "controller stopped", "unknown partition"])
-def test_without_slurm_the_launcher_is_one_line(tmp_path, slurm, problem):
+def check_without_slurm_the_launcher_is_one_line(tmp_path, problem):
     env = {"PATH": f"{Path(sys.executable).parent}:{tmp_path}"} if problem == "sbatch not on PATH" else None
     extra = ["hydra.launcher.partition=no_such_partition"] if problem == "unknown partition" else []
     if problem == "controller stopped":
@@ -155,3 +154,13 @@ def test_without_slurm_the_launcher_is_one_line(tmp_path, slurm, problem):
         lines = lines[-1:]
     assert len(lines) == 1 and lines[0].startswith("trpo_exp: error:") and "SLURM" in lines[0], lines
     assert not list((tmp_path / "sweep").glob("*/run.json"))
+
+
+# One test function for the whole cluster path: its steps share one cluster, and one of them stops
+# and restarts the controller, so they must never run at the same time (pytest-xdist may spread the
+# tests of one group over workers).
+def test_the_cluster_path_on_a_local_slurm(tmp_path_factory, slurm):
+    check_card_command_gives_three_finished_records(tmp_path_factory.mktemp("card"))
+    check_requeued_job_resumes_bit_identically(tmp_path_factory.mktemp("requeue"))
+    for problem in ("sbatch not on PATH", "unknown partition", "controller stopped"):
+        check_without_slurm_the_launcher_is_one_line(tmp_path_factory.mktemp("no_slurm"), problem)
