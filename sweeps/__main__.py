@@ -23,7 +23,7 @@ from typing import Optional
 
 from sweeps.definition import SweepError, SweepSpec, available, load, search_space
 from trpo_exp.signals import Terminated
-from trpo_exp.util import redact_secrets
+from trpo_exp.util import atomic_write_text, redact_secrets
 
 EXIT_USAGE = 2
 USAGE = "usage: python -m sweeps <name> [sweep.key=value ...] [trpo_exp overrides ...]  |  --list"
@@ -66,6 +66,26 @@ def pruner_spec(spec: SweepSpec, iters_per_run: int) -> dict:
     return {"name": "none", "kwargs": {}}
 
 
+SWEEP_MARKER = "sweep.json"
+
+
+def claim_sweep_dir(sweep_dir: Path, study: str, url: str) -> None:
+    """A sweep dir holds the records of one study: a second study there would write its trials into
+    the first one's trials/<n>/ directories. Refused with one line; the first claim is recorded."""
+    marker = sweep_dir / SWEEP_MARKER
+    if marker.exists():
+        try:
+            owner = json.loads(marker.read_text()).get("study")
+        except (OSError, ValueError):
+            owner = None
+        if owner is not None and owner != study:
+            raise SweepError(f"sweep.study={study!r} is not allowed in sweep.dir={str(sweep_dir)!r}: it holds the "
+                             f"records of study {owner!r}; give the new study its own sweep.dir")
+        return
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(marker, json.dumps({"study": study, "storage": url}, indent=2) + "\n")
+
+
 def prepare(name: str, args: list[str]):
     """Everything that can go wrong with the input, checked before any trial starts."""
     from sweeps.launch import RunLauncher
@@ -80,8 +100,12 @@ def prepare(name: str, args: list[str]):
     iters = launcher.check_space(params)
     pruner = pruner_spec(spec, iters)
     sweep = SweepStudy(spec, url, pruner)
-    sweep_dir.mkdir(parents=True, exist_ok=True)
+    claim_sweep_dir(sweep_dir, spec.study, sweep.url)
     sweep.open({**identity(spec, run_overrides), "pruner": pruner})
+    if sweep.created and any((sweep_dir / "trials").glob("*/*/run.json")):
+        raise SweepError(f"sweep.dir={str(sweep_dir)!r} is not allowed: it holds trial records of study "
+                         f"{spec.study!r}, but {sweep.url} has no such study (an emptied or lost storage?): "
+                         f"restore the storage, or give the new study its own sweep.dir")
     return spec, params, sweep, launcher, sweep_dir
 
 

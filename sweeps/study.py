@@ -86,7 +86,8 @@ class SweepStudy:
         with _init_lock(self.url):
             self.study = self._create_or_load(self.spec.study, make_pruner(self.pruner_spec))
             self.report = self._create_or_load(self.spec.study + ".report", None)
-            if DEFINITION_ATTR not in self.study.user_attrs:  # a new study: define it, then its slots
+            self.created = DEFINITION_ATTR not in self.study.user_attrs
+            if self.created:  # a new study: define it, then its slots
                 self.study.set_user_attr(DEFINITION_ATTR, definition)
                 self.study.set_user_attr(PRUNER_ATTR, self.pruner_spec)
                 self.report.enqueue_trial({}, user_attrs={"kind": "report"})

@@ -201,3 +201,16 @@ def test_sigterm_to_a_worker_requeues_its_trial_at_once_without_a_traceback(tmp_
     assert retries[0].params == trials[0].params or retries[0].system_attrs.get("fixed_params") == trials[0].params
     run = json.loads((metrics.parent / "run.json").read_text())
     assert run["status"] == "failed" and run["exit_code"] == 143
+
+
+def test_a_second_study_never_writes_into_another_studys_records(tmp_path):
+    sweep_dir = tmp_path / "sweep"
+    first = run_sweep(sweep_dir, "sweep.n_trials=1", "sweep.pruner.name=none", "sweep.report_seeds=0")
+    assert first.returncode == 0, first.stderr[-2000:]
+    records = sorted(p.read_bytes() for p in (sweep_dir / "trials").rglob("run.json"))
+    other = run_sweep(sweep_dir, "sweep.study=other", "sweep.n_trials=1", "sweep.report_seeds=0")
+    assert other.returncode == 2 and "holds the records of study 'trpo_cartpole'" in other.stderr
+    (sweep_dir / "study.db").write_bytes(b"")  # the storage is lost; the records are not
+    lost = run_sweep(sweep_dir, "sweep.n_trials=1", "sweep.pruner.name=none", "sweep.report_seeds=0")
+    assert lost.returncode == 2 and "has no such study" in lost.stderr, lost.stderr[-2000:]
+    assert sorted(p.read_bytes() for p in (sweep_dir / "trials").rglob("run.json")) == records
