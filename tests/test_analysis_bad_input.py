@@ -100,6 +100,17 @@ def test_a_warning_during_the_load_is_shown_once_and_the_report_ends(tmp_path: P
 # ------------------------------------------------------------------------------------ metrics.csv
 
 
+def loaded_metrics(runs: Path):
+    """All runs' metrics, loaded as analysis does (its warning is checked by the tests themselves)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load_runs([str(runs)], use_cache=False).metrics
+
+
+def run_rows(metrics, name: str):
+    return metrics[metrics["run_id"].astype(str).str.endswith(name)]
+
+
 def test_duplicated_column_name_is_a_mark_and_keeps_the_first(tmp_path: Path) -> None:
     runs, bad = runs_with(tmp_path)
     text = (bad / "metrics.csv").read_text()
@@ -107,12 +118,10 @@ def test_duplicated_column_name_is_a_mark_and_keeps_the_first(tmp_path: Path) ->
     done = report_cli(runs, tmp_path / "out")
     assert done.returncode == 0, done.stderr
     assert "duplicated column kl in metrics.csv (first kept)" in marks_of(done.stderr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rs = load_runs([str(runs)], use_cache=False)
-    rows = rs.metrics[rs.metrics["run_id"].astype(str).str.endswith("bad")]
+    metrics = loaded_metrics(runs)
+    rows = run_rows(metrics, "bad")
     assert rows["train/kl"].tolist() == [0.6] * 5 and rows["rollout/return_mean"].tolist() == [7.0, 8.0, 9.0, 10.0, 11.0]
-    good = rs.metrics[rs.metrics["run_id"].astype(str).str.endswith("good0")]
+    good = run_rows(metrics, "good0")
     assert good["train/kl"].tolist() == [0.005] * 5  # the other runs are read as before
 
 
@@ -123,10 +132,7 @@ def test_a_10_mb_line_is_dropped_and_marked(tmp_path: Path) -> None:
     done = report_cli(runs, tmp_path / "out")
     assert done.returncode == 0, done.stderr
     assert "1 over 1 MB long line(s) in metrics.csv dropped" in marks_of(done.stderr)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rs = load_runs([str(runs)], use_cache=False)
-    steps = rs.metrics.loc[rs.metrics["run_id"].astype(str).str.endswith("bad"), "env_steps"].tolist()
+    steps = run_rows(loaded_metrics(runs), "bad")["env_steps"].tolist()
     assert steps == [1000, 2000, 3000, 4000, 5000, 7000]  # the line after it is kept
 
 

@@ -144,7 +144,7 @@ class Trainer:
         t0 = time.perf_counter()
         batch = self.collect()
         guard.check_steps(index, "reward", batch.rewards)
-        guard.check_steps(index, "observation", batch.obs.flatten(2) if batch.obs.dim() > 2 else batch.obs)
+        guard.check_steps(index, "observation", batch.obs)
         targets = self.compute_targets(batch)
         guard.check_steps(index, "advantage", targets.advantages)
         policy_batch, branch_steps = self.estimator.policy_batch(self.policy, self.value_net, batch,

@@ -28,7 +28,7 @@ from trpo_exp.util import flatten
 
 LOCK = ".lock"
 # Keys that do not change a run's numbers: a resume may change them.
-RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.", "eval.episodes_video")
+RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.")
 
 
 class RunDirError(ConfigError):

@@ -12,24 +12,26 @@ from typing import Any, Callable, Iterable, Mapping, Optional, Union
 PathLike = Union[str, "os.PathLike[str]"]
 
 
-def atomic_write(path: PathLike, write_to: Callable[[Path], Any]) -> None:
+def atomic_write(path: PathLike, write_to: Callable[[Path], Any], durable: bool = True) -> None:
     """Write through ``write_to(tmp)`` next to ``path``, fsync, then rename over ``path``: a reader
     (or a crash at any moment) sees the old file or the new one, never half of one. The temporary
-    name carries the pid, so concurrent writers never share one."""
+    name carries the pid, so concurrent writers never share one. ``durable=False`` skips the fsync
+    for frequent writes whose loss in a machine crash costs nothing (run.json's liveness updates)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         write_to(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
+        if durable:
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
 
 
-def atomic_write_text(path: PathLike, text: str) -> None:
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+def atomic_write_text(path: PathLike, text: str, durable: bool = True) -> None:
+    atomic_write(path, lambda tmp: tmp.write_text(text), durable)
 
 
 def first_line(err: BaseException) -> str:

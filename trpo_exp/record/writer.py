@@ -113,7 +113,9 @@ class RunRecord:
         self.info["env_steps"] = row.get("env_steps", self.info.get("env_steps"))
         self.info["iterations"] = row.get("iteration", self.info.get("iterations"))
         self.info["progress"] = liveness(self.info["iterations"], self.info["env_steps"])
-        self._write_json()  # liveness: a killed run is recognisable by a stale updated_at and a dead pid
+        # Liveness: a killed run is recognisable by a stale updated_at and a dead pid. Every iteration,
+        # so without fsync (the start and the end of a run are written durably).
+        self._write_json(durable=False)
         for mirror in self.mirrors:
             mirror.log(row)
 
@@ -145,9 +147,10 @@ class RunRecord:
         for mirror in self.mirrors:
             mirror.finish(self.info)
 
-    def _write_json(self) -> None:
+    def _write_json(self, durable: bool = True) -> None:
         # Atomically: a crash never leaves a half-written run.json.
-        atomic_write_text(self.json_path, json.dumps(json_safe(self.info), indent=2, allow_nan=False) + "\n")
+        atomic_write_text(self.json_path, json.dumps(json_safe(self.info), indent=2, allow_nan=False) + "\n",
+                          durable)
 
 
 def liveness(iteration: Any, env_steps: Any) -> dict[str, Any]:
