@@ -70,10 +70,15 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser | None = None,
+         builder: type[Report] | None = None) -> int:
+    """The command: parse, load, write, and the error policy (one line, exit 1; internal 2).
+
+    ``parser`` and ``builder`` let another report on the same runs (analysis.paper_figure) share
+    the options, the loading and this error handling; the default is this module's report."""
+    args = (parser or build_parser()).parse_args(argv)
     try:
-        path = write_report(args, argv if argv is not None else sys.argv[1:])
+        path = write_report(args, argv if argv is not None else sys.argv[1:], builder=builder or Report)
     except AnalysisError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
@@ -90,7 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-def write_report(args: argparse.Namespace, argv: Sequence[str]) -> Path:
+def write_report(args: argparse.Namespace, argv: Sequence[str], builder: type[Report] | None = None) -> Path:
     _check_args(args)
     reference = references.load(args.reference) if args.reference else None
     existed = Path(args.out).exists()
@@ -102,7 +107,7 @@ def write_report(args: argparse.Namespace, argv: Sequence[str]) -> Path:
         if not existed:
             output.remove_if_empty(out)  # an error leaves no empty report directory behind
         raise
-    return Report(rs, args, argv, reference).write(out)
+    return (builder or Report)(rs, args, argv, reference).write(out)
 
 
 def _load(args: argparse.Namespace) -> RunSet:
