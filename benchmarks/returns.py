@@ -56,7 +56,7 @@ PUBLISHED = ROOT / "analysis" / "data" / "reference.csv"  # the one file of publ
 LATE_FRACTION = 0.1
 SETTINGS_SHOWN = ("max_kl", "cg_damping", "gae_lambda", "vf_epochs", "vf_batch_size", "vf_lr",
                   "vf_normalize_targets")
-ENV_SETTINGS_SHOWN = ("obs_norm_from_reset",)
+ENV_SETTINGS_SHOWN = ("normalize_obs",)
 
 
 @dataclass

@@ -21,7 +21,7 @@ def make_trainer(tmp_path, algo: str, env_id: str, **algo_kwargs) -> Trainer:
 
 def step_and_measure(trainer: Trainer):
     """One policy step on a fresh batch; KL measured here, independently of the step's own stats."""
-    batch = trainer.collect()
+    batch, _ = trainer.collect(first=True)
     targets = trainer.compute_targets(batch)
     old_policy = copy.deepcopy(trainer.policy)
     policy_batch, _ = trainer.estimator.policy_batch(trainer.policy, trainer.value_net, batch, targets.advantages)
@@ -69,9 +69,10 @@ def test_rejected_line_search_leaves_the_policy_unchanged(tmp_path):
 def test_npg_step_lands_at_kl_close_to_delta(tmp_path, env_id):
     # The natural step s is scaled so that 0.5 s^T (F + damping I) s = delta. With a small delta the
     # quadratic model is accurate: the measured KL must match 0.5 s^T F s closely, and delta up to
-    # the share of the damping term (small damping here).
-    max_kl = 1e-4
-    trainer = make_trainer(tmp_path, "npg", env_id, max_kl=max_kl, cg_damping=1e-3, cg_iters=50)
+    # the share of the damping term (small damping here). At delta 1e-4 Pendulum's first step is
+    # already 20% off the quadratic model (measured); at 1e-6 it is within 1%.
+    max_kl, damping = 1e-6, 1e-3
+    trainer = make_trainer(tmp_path, "npg", env_id, max_kl=max_kl, cg_damping=damping, cg_iters=50)
     for _ in range(2):
         stats, kl, old_policy, obs = step_and_measure(trainer)
         assert stats.backtracks == 0 and stats.step_accepted

@@ -5,6 +5,7 @@ import csv
 import json
 import signal
 
+import pandas as pd
 import torch
 
 from conftest import run_cli, start_cli, wait_for
@@ -51,8 +52,14 @@ def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_pa
 
     exact = run("exact", "env=cartpole", "total_steps=5000")  # 2048 + 2048 + a shrunken 904
     assert exact["env_steps"] == 5000 and exact["iterations"] == 3
+    # The shrunken last batch completes the budget, but the policy takes no step from it.
+    steps = pd.read_csv(tmp_path / "exact" / "metrics.csv")[["step_accepted", "kl"]]
+    assert steps["step_accepted"].tolist() == [True, True, False] and steps["kl"].iloc[-1] == 0
+    # A budget below one iteration: a shrunken first iteration learns; the rest completes the budget.
     tiny = run("tiny", "algo=trpo_vine", "env=cartpole", "total_steps=100")
-    assert tiny["status"] == "finished" and tiny["iterations"] == 1 and 0 < tiny["env_steps"] <= 200
+    assert tiny["status"] == "finished" and 1 <= tiny["iterations"] <= 2 and 100 <= tiny["env_steps"] < 110
+    tiny_steps = pd.read_csv(tmp_path / "tiny" / "metrics.csv")
+    assert tiny_steps["branch_steps"].iloc[0] > 0
 
 
 def test_run_json_is_strict_json_even_with_nan_and_inf(tmp_path):

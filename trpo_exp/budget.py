@@ -45,7 +45,3 @@ def planned_iterations(cfg: Config, action_space: gym.Space) -> int:
     early leave budget for a few more)."""
     return max(1, math.ceil(cfg.budget / iteration_steps(cfg, action_space)))
 
-
-def budget_scale(budget_left: int, full_iteration: int) -> float:
-    """The fraction of a full iteration that fits in what is left of the budget (1 = a full one)."""
-    return min(1.0, budget_left / full_iteration)

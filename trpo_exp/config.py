@@ -243,11 +243,6 @@ class EnvConfig:
     """Time limit in steps; null keeps the env's registered limit. Reaching it is truncation."""
     normalize_obs: bool = True
     """Running mean/std observation normalisation (statistics saved with the run)."""
-    obs_norm_from_reset: bool = True
-    """Seed the observation statistics with the num_envs reset observations. True (the original
-    behaviour): the first batch is normalised by those few, nearly identical states (on Hopper 64%
-    of its entries hit clip_obs). False: the first batch sees the observations as they are and
-    the statistics start from it (see issue 14)."""
     clip_obs: float = 10.0
     """Normalised observations are clipped to [-clip_obs, clip_obs], > 0."""
     default_total_steps: int = 100_000

@@ -31,6 +31,11 @@ class RunningObsNormalizer:
         self.var = m2 / total
         self.count = total
 
+    @property
+    def has_statistics(self) -> bool:
+        """False until the first update: the statistics are still the prior (mean 0, var 1)."""
+        return self.count >= 1
+
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return np.asarray(obs, dtype=np.float32)

@@ -64,7 +64,8 @@ class PolicyStepStats:
     backtracks: int
     """Line-search halvings before acceptance (0 for pg and npg)."""
     step_accepted: bool
-    """False when the line search rejected every step and the policy was left unchanged."""
+    """False when the policy was left unchanged: the line search rejected every step, or the
+    iteration was the shrunken last one that only completes the budget (engine.Trainer.collect)."""
     entropy: float
     """Mean policy entropy over the batch before the step."""
 
