@@ -26,6 +26,15 @@ def mlp(in_dim: int, out_dim: int, hidden: Sequence[int], activation: str, out_g
     return nn.Sequential(*layers)
 
 
+def run_layers(net: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
+    """``net(x)`` with the same operations, minus nn.Module's per-call dispatch (hook and tracing
+    checks, ~6 calls per forward pass): sampling calls the policy once per env step, where that
+    dispatch was a third of the forward pass's Python time."""
+    for layer in net:
+        x = layer.forward(x)
+    return x
+
+
 def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     nn.init.orthogonal_(layer.weight, gain)
     nn.init.zeros_(layer.bias)
@@ -81,7 +90,7 @@ class GaussianPolicy(Policy):
         return torch.randn(*batch_shape, self.log_std.shape[0], device=self.log_std.device)
 
     def sample_from_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        return self.mean_net(obs) + self.log_std.exp() * noise
+        return run_layers(self.mean_net, obs) + self.log_std.exp() * noise
 
     def mode(self, obs: torch.Tensor) -> torch.Tensor:
         return self.mean_net(obs)
@@ -100,7 +109,7 @@ class CategoricalPolicy(Policy):
 
     def sample_from_noise(self, obs: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
         # Inverse-CDF sampling: the first action whose cumulative probability exceeds the noise.
-        cdf = torch.softmax(self.logits_net(obs), dim=-1).cumsum(dim=-1)
+        cdf = torch.softmax(run_layers(self.logits_net, obs), dim=-1).cumsum(dim=-1)
         action = torch.searchsorted(cdf, noise.unsqueeze(-1)).squeeze(-1)
         return action.clamp(max=cdf.shape[-1] - 1)  # guard against cdf[-1] rounding below 1
 

@@ -14,6 +14,7 @@ class RunningObsNormalizer:
         self.mean = np.zeros(shape, dtype=np.float64)
         self.var = np.ones(shape, dtype=np.float64)
         self.count = 1e-4  # a tiny prior count avoids dividing by zero before the first update
+        self.std = np.sqrt(self.var + eps)  # what __call__ divides by; refreshed with the statistics
         self.clip = clip
         self.enabled = enabled
         self.eps = eps
@@ -30,6 +31,7 @@ class RunningObsNormalizer:
         m2 = self.var * self.count + b_var * b_count + delta ** 2 * self.count * b_count / total
         self.var = m2 / total
         self.count = total
+        self.std = np.sqrt(self.var + self.eps)
 
     @property
     def has_statistics(self) -> bool:
@@ -39,7 +41,7 @@ class RunningObsNormalizer:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return np.asarray(obs, dtype=np.float32)
-        normalized = (obs - self.mean) / np.sqrt(self.var + self.eps)
+        normalized = (obs - self.mean) / self.std
         return np.clip(normalized, -self.clip, self.clip).astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
@@ -51,4 +53,5 @@ class RunningObsNormalizer:
         self.mean = np.array(state["mean"], dtype=np.float64)
         self.var = np.array(state["var"], dtype=np.float64)
         self.count = state["count"]
+        self.std = np.sqrt(self.var + self.eps)
         self.clip, self.enabled = state["clip"], state["enabled"]
