@@ -11,7 +11,7 @@ What is measured, per repeat (raw and training runs alternate, so machine noise 
             also the sampling/update split and the sampling-only rate.
 * memory  - peak RSS of the training subprocess, from ``os.wait4`` on its pid (per-child rusage).
 
-Medians over the repeats are printed with the ratio training/raw (target >= 0.5 at 1 torch thread)
+Medians over the repeats are printed with the ratio training/raw (target >= 0.8 at 1 torch thread)
 and peak RSS (target < 1024 MB), each followed by a "target met" / "target NOT met" line.
 
 Run from the repository root:
@@ -36,7 +36,7 @@ import gymnasium as gym
 from omegaconf import OmegaConf
 
 ROOT = Path(__file__).resolve().parent.parent
-RATIO_TARGET = 0.5
+RATIO_TARGET = 0.8  # issue 14: training >= 0.8x the raw single-env rate, numbers unchanged
 RSS_TARGET_MB = 1024.0
 
 
