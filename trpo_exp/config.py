@@ -243,6 +243,9 @@ class EnvConfig:
     """Time limit in steps; null keeps the env's registered limit. Reaching it is truncation."""
     normalize_obs: bool = True
     """Running mean/std observation normalisation (statistics saved with the run)."""
+    normalize_reward: bool = False
+    """Divide rewards by the running std of the discounted return for learning (advantages and value
+    targets; logged returns stay raw). Not with algo=trpo_vine (branch returns are not scaled)."""
     clip_obs: float = 10.0
     """Normalised observations are clipped to [-clip_obs, clip_obs], > 0."""
     default_total_steps: int = 100_000
@@ -325,9 +328,10 @@ class Config:
     """Seeds python, numpy, torch and every env (each env its own derived seed), >= 0."""
     total_steps: Optional[int] = None
     """Training budget in env steps, > 0; null = the env preset's env.default_total_steps. Every
-    simulator step counts, vine branches included. The last iteration shrinks to fit: single path
-    meets the budget exactly (rounded up to a multiple of env.num_envs); vine ends within 5% of one
-    iteration's branch bound of it. At least one iteration always runs."""
+    simulator step counts, vine branches included. It is met exactly (rounded up to a multiple of
+    env.num_envs): full iterations while the rest pays for one, then a last, shorter batch from
+    which the policy takes no step. A budget below one iteration runs one shorter iteration that
+    learns."""
     torch_threads: int = 1
     """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
     checkpoint_interval_s: float = 120.0
@@ -353,6 +357,9 @@ class Config:
         require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",
                 self.algo.steps_per_iter, f"must be >= env.num_envs ({self.env.num_envs})")
         self.algo.check_with_env(self.env)
+        require(not (self.env.normalize_reward and getattr(self.algo, "vine", None) is not None),
+                "env.normalize_reward", self.env.normalize_reward,
+                f"must be false with algo={self.algo.name} (vine branch returns are not scaled)")
         for name, spec in self.hooks.items():
             require(isinstance(spec, dict) and "_target_" in spec, f"hooks.{name}", spec,
                    "a mapping with a _target_ (the hook's import path)")

@@ -28,6 +28,7 @@ from trpo_exp.nets import Policy, ValueNet, make_policy
 from trpo_exp.obs_norm import RunningObsNormalizer
 from trpo_exp.progress import Progress
 from trpo_exp.record import CHECKPOINT, RunRecord, Status
+from trpo_exp.reward_scale import RewardScaler
 from trpo_exp.rollout.batch import Batch, next_state_values
 from trpo_exp.rollout.evaluate import EvalResult, evaluate
 from trpo_exp.rollout.single_path import SinglePathSampler
@@ -86,6 +87,7 @@ class Trainer:
         obs_shape = envs.single_observation_space.shape
         assert obs_shape is not None  # make_policy refuses anything but a flat Box
         self.normalizer = RunningObsNormalizer(obs_shape, cfg.env.clip_obs, cfg.env.normalize_obs)
+        self.reward_scaler = RewardScaler(cfg.env.num_envs, cfg.algo.gamma, cfg.env.normalize_reward)
         a = cfg.algo
         self.policy: Policy = make_policy(envs.single_observation_space, envs.single_action_space,
                                           a.hidden_sizes, a.activation, a.log_std_init).to(self.device)
@@ -130,10 +132,13 @@ class Trainer:
 
     @torch.no_grad()
     def compute_targets(self, batch: Batch) -> Targets:
+        """GAE advantages and value targets, on scaled rewards with env.normalize_reward (whose
+        statistics this updates: call it once per batch)."""
         values = self.value_net(batch.obs)
         next_values = next_state_values(batch, values, self.value_net(batch.last_obs),
                                         self.value_net(batch.final_obs))
-        advantages = gae(batch.rewards, values, next_values, batch.terminated, batch.episode_end,
+        rewards = self.reward_scaler(batch.rewards, batch.episode_end)
+        advantages = gae(rewards, values, next_values, batch.terminated, batch.episode_end,
                          self.cfg.algo.gamma, self.cfg.algo.gae_lambda)
         return Targets(advantages=advantages, returns=advantages + values, values=values)
 
@@ -236,6 +241,7 @@ class Trainer:
             "value_optimizer": self.value_optimizer.state_dict(),
             "policy_step": self.policy_step.state_dict(),
             "obs_normalizer": self.normalizer.state_dict(),
+            "reward_scaler": self.reward_scaler.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": checkpoint.rng_state(),
         }
@@ -252,6 +258,8 @@ class Trainer:
         self.value_optimizer.load_state_dict(state["value_optimizer"])
         self.policy_step.load_state_dict(state["policy_step"])
         self.normalizer.load_state_dict(state["obs_normalizer"])
+        if "reward_scaler" in state:  # checkpoints from before env.normalize_reward have none
+            self.reward_scaler.load_state_dict(state["reward_scaler"])
         self.sampler.load_state_dict(state["sampler"])
         checkpoint.set_rng_state(state["rng"])  # last: restoring the envs must not move any RNG
 
