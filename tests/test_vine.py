@@ -107,14 +107,16 @@ def test_vine_q_estimates_match_exact_action_values_and_gradient_points_the_righ
     with torch.no_grad():  # a policy that is neither uniform nor greedy
         policy.logits_net[-1].bias.copy_(torch.tensor([0.0, 0.8]))
     states, normalizer = trunk_states("VineTestChain-v0", policy, 1500)
-    brancher = brancher_for("VineTestChain-v0", normalizer, num_actions=2, rollout_len=200, branch_batch=512)
+    brancher = brancher_for("VineTestChain-v0", normalizer, num_actions=2, rollout_len=200, branch_batch=512,
+                            value_targets="branches")
     value_net = ValueNet(N_STATES, [8], "tanh")
     with torch.no_grad():  # gamma^200 makes the bootstrap negligible; zero it to be exact
         for p in value_net.parameters():
             p.zero_()
-    batch, steps = brancher.branch(policy, value_net, states)
+    result = brancher.branch(policy, value_net, states)
+    batch, steps = result.batch, result.steps
     assert batch.enumerated and batch.q.shape == (1500, 2) and steps > 1500 * 2
-    positions = batch.obs.argmax(dim=1).numpy()
+    positions = batch.states.argmax(dim=1).numpy()
     q_true = exact_q(policy)
     for s in range(GOAL):
         rows = positions == s
@@ -126,10 +128,23 @@ def test_vine_q_estimates_match_exact_action_values_and_gradient_points_the_righ
     params = list(policy.parameters())
     g_vine = flat_grad(batch.surrogate(policy), params)
     q_exact_rows = torch.as_tensor(q_true[positions], dtype=torch.float32)
-    exact_objective = (policy.distribution(batch.obs).probs * q_exact_rows).sum(dim=1).mean()
+    exact_objective = (policy.distribution(batch.states).probs * q_exact_rows).sum(dim=1).mean()
     g_exact = flat_grad(exact_objective, params)
     cosine = torch.dot(g_vine, g_exact) / (g_vine.norm() * g_exact.norm())
     assert cosine > 0.95, float(cosine)
+
+    # The value samples: the rollout states' E_{a~pi_old} Q (first 1500), then every state inside a
+    # branch with its return to the branch's end; both estimate V^pi of their state.
+    with torch.no_grad():
+        pi = policy.distribution(torch.eye(N_STATES)).probs.double().numpy()
+    v_true = (pi[:GOAL] * q_true).sum(axis=1)
+    v_positions = result.value_obs.argmax(dim=1).numpy()
+    for part in (slice(0, 1500), slice(1500, None)):
+        for s in range(GOAL):
+            rows = v_positions[part] == s
+            assert rows.sum() > 50
+            estimate = result.value_targets[part][torch.as_tensor(rows)].double().mean().item()
+            assert estimate == pytest.approx(v_true[s], abs=0.06)
     brancher.close()
 
 

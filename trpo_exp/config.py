@@ -62,12 +62,26 @@ class VineConfig:
     episode ends is bootstrapped with the value baseline."""
     branch_batch: int = 64
     """Branch envs stepped together with one batched policy forward pass, >= 1."""
+    kl_states: str = "trunk"
+    """Where the KL constraint, the line search's KL check and the Fisher-vector products are
+    measured: 'trunk' (every trunk state of the iteration; they cost no simulator steps) or
+    'rollout' (the rollout-set states only, the paper's form)."""
+    value_targets: str = "branches"
+    """What the value baseline is fitted on: 'trunk' (the trunk's TD(lambda) returns only, the
+    paper's form); 'rollout' (also one target per rollout state, the branch estimate of
+    V(s_n) = E_{a~pi_old} Q(s_n, a)); 'branches' (also every state inside a branch with its
+    discounted return to the branch's end, bootstrapped as the branch is). Better V gives better
+    Q estimates where branches are cut."""
 
     def __post_init__(self) -> None:
         require(self.num_states >= 1, "algo.vine.num_states", self.num_states, "must be >= 1")
         require(self.num_actions >= 2, "algo.vine.num_actions", self.num_actions, "must be >= 2")
         require(self.rollout_len >= 1, "algo.vine.rollout_len", self.rollout_len, "must be >= 1")
         require(self.branch_batch >= 1, "algo.vine.branch_batch", self.branch_batch, "must be >= 1")
+        require(self.kl_states in ("trunk", "rollout"), "algo.vine.kl_states", self.kl_states,
+                "must be 'trunk' or 'rollout'")
+        require(self.value_targets in ("trunk", "rollout", "branches"), "algo.vine.value_targets",
+                self.value_targets, "must be 'trunk', 'rollout' or 'branches'")
 
 
 @dataclass

@@ -142,11 +142,17 @@ class Trainer:
                          self.cfg.algo.gamma, self.cfg.algo.gae_lambda)
         return Targets(advantages=advantages, returns=advantages + values, values=values)
 
-    def update_value(self, batch: Batch, targets: Targets) -> ValueStats:
+    def update_value(self, batch: Batch, targets: Targets,
+                     extra: Optional[tuple[torch.Tensor, torch.Tensor]] = None) -> ValueStats:
+        """Fit V on the trunk's TD(lambda) returns, plus the estimator's ``extra`` (observations,
+        targets) when it has any (vine: branch returns, VineConfig.value_targets)."""
         ev = explained_variance(targets.values.flatten(), targets.returns.flatten())
-        self.value_net.update_target_stats(targets.returns)
-        loss = fit_value(self.value_net, self.value_optimizer, batch.obs.flatten(0, 1),
-                         targets.returns.flatten(), self.cfg.algo.vf_epochs, self.cfg.algo.vf_batch_size)
+        obs, returns = batch.obs.flatten(0, 1), targets.returns.flatten()
+        if extra is not None:
+            obs, returns = torch.cat([obs, extra[0]]), torch.cat([returns, extra[1]])
+        self.value_net.update_target_stats(targets.returns if extra is None else returns)
+        loss = fit_value(self.value_net, self.value_optimizer, obs, returns,
+                         self.cfg.algo.vf_epochs, self.cfg.algo.vf_batch_size)
         return ValueStats(value_loss=loss, explained_variance=ev)
 
     def evaluate(self) -> EvalResult:
@@ -169,7 +175,7 @@ class Trainer:
         guard.check_numbers(index, "policy step", {"kl": step_stats.kl,
                                                    "surrogate_improvement": step_stats.surrogate_improvement})
         guard.check_parameters(index, "policy", self.policy.named_parameters())
-        value_stats = self.update_value(batch, targets)
+        value_stats = self.update_value(batch, targets, self.estimator.value_samples())
         guard.check_numbers(index, "value fit", {"value_loss": value_stats.value_loss})
         guard.check_parameters(index, "value net", self.value_net.named_parameters())
         t2 = time.perf_counter()

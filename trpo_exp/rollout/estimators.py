@@ -33,6 +33,10 @@ class Estimator(Protocol):
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
                      advantages: torch.Tensor) -> tuple[StepBatch, int]: ...
 
+    def value_samples(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        """Extra (normalised observations, targets) for the value fit from the last policy_batch
+        (vine: branch returns), or None; each call hands them over once."""
+
     def close(self) -> None: ...
 
 
@@ -56,17 +60,24 @@ class SinglePathEstimator:
             old_log_prob = policy.distribution(obs).log_prob(actions)
         return PolicyBatch(obs, actions, advantages, old_log_prob), 0
 
+    def value_samples(self) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
 
 class VineEstimator:
+    """Vine sampling (trpo_exp.rollout.vine): the rollout set, its branches, and the states where
+    the policy step measures the KL (``vine.kl_states``)."""
+
     def __init__(self, cfg: Config, normalizer: RunningObsNormalizer, device: torch.device,
                  action_space: gym.Space):
         assert isinstance(cfg.algo, TRPOVineConfig), "the vine estimator needs the trpo_vine schema"
         self.vine = cfg.algo.vine
         self.brancher = VineBrancher(cfg.env, self.vine, cfg.algo.gamma, normalizer, device)
         self.branch_steps_bound = branch_steps_bound(self.vine, action_space)
+        self._value_samples: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 
     def snapshot_plan(self, steps_per_env: int, num_envs: int, scale: float) -> dict[int, list[int]]:
         num_states = max(1, round(self.vine.num_states * scale))
@@ -74,7 +85,15 @@ class VineEstimator:
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
                      advantages: torch.Tensor) -> tuple[StepBatch, int]:
-        return self.brancher.branch(policy, value_net, list(batch.rollout_states))
+        kl_obs = batch.obs.flatten(0, 1) if self.vine.kl_states == "trunk" else None
+        result = self.brancher.branch(policy, value_net, list(batch.rollout_states), kl_obs)
+        if self.vine.value_targets != "trunk":
+            self._value_samples = (result.value_obs, result.value_targets)
+        return result.batch, result.steps
+
+    def value_samples(self) -> Optional[tuple[torch.Tensor, torch.Tensor]]:
+        samples, self._value_samples = self._value_samples, None
+        return samples
 
     def close(self) -> None:
         self.brancher.close()

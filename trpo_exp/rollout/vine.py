@@ -11,13 +11,23 @@ The objective per state (paper, section 5.2):
 - a discrete action set enumerated in full: sum_k pi_theta(a_k|s_n) Q(s_n, a_k);
 - sampled actions: the self-normalised importance-sampling estimate sum_k w_k Q_k / sum_k w_k with
   w_k = pi_theta(a_k|s_n) / q(a_k|s_n), q the sampling distribution (pi_old, or uniform).
-The KL constraint is averaged over the rollout-set states (``VineBatch.obs``).
+
+Additions to the paper's form, each a config choice (``VineConfig``) with the paper's form kept:
+- ``kl_states='trunk'``: the KL constraint, the line search's KL check and the Fisher-vector
+  products are averaged over every trunk state of the iteration (``VineBatch.obs``), not only
+  over the rollout set (``VineBatch.states``): they cost no simulator steps, and a KL measured on
+  a few dozen states can miss a large change elsewhere (issue 12: 0.015 on the rollout set while
+  the trunk's was 0.024, one state 0.39). ``'rollout'`` is the paper's form.
+- ``value_targets``: the value baseline (used here to bootstrap cut branches) also learns from
+  the branches: per rollout state the branch estimate of V(s_n) = E_{a~pi_old} Q(s_n, a), and
+  with ``'branches'`` every state inside a branch with its discounted return to the branch's end
+  (``BranchResult``). ``'trunk'`` is the paper's form (the trunk's TD(lambda) returns only).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -41,8 +51,8 @@ class RolloutState:
 
 @dataclass(frozen=True)
 class VineBatch:
-    obs: torch.Tensor
-    """[S, obs_dim] rollout-set states (where the KL constraint is measured)."""
+    states: torch.Tensor
+    """[S, obs_dim] rollout-set states (where the objective is estimated)."""
     actions: torch.Tensor
     """[S, K, act_dim] or [S, K]: the actions tried at each state."""
     q: torch.Tensor
@@ -52,10 +62,18 @@ class VineBatch:
     enumerated action set, log pi_old(a|s)."""
     enumerated: bool
     """True when every action of a discrete set was tried (exact sum over actions)."""
+    kl_obs: Optional[torch.Tensor] = None
+    """[M, obs_dim] the states where the KL constraint and the Fisher matrix are measured (the
+    trunk's, VineConfig.kl_states='trunk'); None: the rollout-set states (the paper's form)."""
+
+    @property
+    def obs(self) -> torch.Tensor:
+        """Where the policy step measures the KL and the Fisher matrix (StepBatch.obs)."""
+        return self.states if self.kl_obs is None else self.kl_obs
 
     def surrogate(self, policy: Policy) -> torch.Tensor:
         s, k = self.q.shape
-        obs = self.obs.unsqueeze(1).expand(s, k, self.obs.shape[-1]).reshape(s * k, -1)
+        obs = self.states.unsqueeze(1).expand(s, k, self.states.shape[-1]).reshape(s * k, -1)
         log_prob = policy.distribution(obs).log_prob(self.actions.reshape(s * k, *self.actions.shape[2:]))
         log_prob = log_prob.view(s, k)
         if self.enumerated:
@@ -67,6 +85,57 @@ class VineBatch:
             weights = torch.softmax(log_prob - self.behaviour_log_prob, dim=1)  # w_k / sum_j w_j
             per_state = (weights * self.q).sum(dim=1)
         return per_state.mean()
+
+    def state_values(self, old_log_prob: torch.Tensor) -> torch.Tensor:
+        """[S] the branch estimate of V_old(s_n) = E_{a~pi_old} Q(s_n, a): exact over an enumerated
+        set, else self-normalised importance sampling from the behaviour distribution (the mean of
+        Q when the actions came from pi_old). ``old_log_prob``: [S, K] log pi_old(a_{n,k}|s_n)."""
+        if self.enumerated:
+            return (old_log_prob.exp() * self.q).sum(dim=1)
+        return (torch.softmax(old_log_prob - self.behaviour_log_prob, dim=1) * self.q).sum(dim=1)
+
+
+@dataclass(frozen=True)
+class BranchResult:
+    """What the branches of one iteration give: the vine batch, the simulator steps they used, and
+    value-regression samples (normalised observations, discounted returns) from the branches."""
+
+    batch: VineBatch
+    steps: int
+    value_obs: torch.Tensor
+    value_targets: torch.Tensor
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """The branches of one chunk of states: returns g_0 (the Q estimates, branch-major [s * K]),
+    simulator steps, and the branch states' value samples (empty unless recorded)."""
+
+    q: np.ndarray
+    steps: int
+    value_obs: np.ndarray
+    value_targets: np.ndarray
+
+
+def branch_returns(rewards: np.ndarray, length: np.ndarray, bootstrap: np.ndarray, gamma: float,
+                   seen: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Discounted branch returns, backwards: g_j = r_j + gamma g_{j+1} for the steps a branch took,
+    g_len = ``bootstrap`` (V of its last state, 0 when the episode terminated). Returns g_0 [n] (the
+    Q estimates) and, given ``seen`` [L, n, obs_dim] (the observation after each step), the value
+    samples (s_j, g_j) of every state inside a branch (1 <= j < len), else empty arrays.
+    rewards: [L, n]; length: [n] steps each branch took."""
+    g = bootstrap.astype(np.float64)
+    obs: list[np.ndarray] = []
+    targets: list[np.ndarray] = []
+    for j in range(rewards.shape[0] - 1, -1, -1):
+        stepped = j < length
+        g = np.where(stepped, rewards[j] + gamma * g, g)
+        if seen is not None and j >= 1:
+            obs.append(seen[j - 1, stepped])
+            targets.append(g[stepped])
+    if not obs:
+        return g, np.zeros((0, 0 if seen is None else seen.shape[-1]), dtype=np.float32), np.zeros(0)
+    return g, np.concatenate(obs), np.concatenate(targets)
 
 
 def choose_rollout_states(steps_per_env: int, num_envs: int, num_states: int) -> dict[int, list[int]]:
@@ -113,48 +182,69 @@ class VineBrancher:
             return actions, dist.log_prob(actions.transpose(0, 1)).T, False
 
     @torch.no_grad()
-    def branch(self, policy: Policy, value_net: ValueNet, states: list[RolloutState]) -> tuple[VineBatch, int]:
-        """The vine batch of one iteration and the simulator steps its branches used."""
+    def branch(self, policy: Policy, value_net: ValueNet, states: list[RolloutState],
+               kl_obs: Optional[torch.Tensor] = None) -> BranchResult:
+        """The vine batch of one iteration, the simulator steps its branches used, and the value
+        samples ``vine.value_targets`` asks for. ``kl_obs``: see VineBatch.kl_obs."""
         obs = torch.as_tensor(np.stack([st.obs for st in states]), device=self.device)
         actions, behaviour_log_prob, enumerated = self.actions_for(policy, obs)
-        q, steps = self.estimate_q(policy, value_net, states, actions)
-        return VineBatch(obs=obs, actions=actions, q=q, behaviour_log_prob=behaviour_log_prob,
-                         enumerated=enumerated), steps
+        q, steps, value_obs, value_targets = self._estimate(policy, value_net, states, actions,
+                                                            self.vine.value_targets == "branches")
+        batch = VineBatch(obs, actions, q, behaviour_log_prob, enumerated, kl_obs)
+        if self.vine.value_targets != "trunk":
+            old_log_prob = policy.distribution(obs).log_prob(actions.transpose(0, 1)).T
+            value_obs = torch.cat([obs, value_obs])
+            value_targets = torch.cat([batch.state_values(old_log_prob), value_targets])
+        return BranchResult(batch, steps, value_obs, value_targets)
 
     @torch.no_grad()
     def estimate_q(self, policy: Policy, value_net: ValueNet, states: list[RolloutState],
                    actions: torch.Tensor) -> tuple[torch.Tensor, int]:
         """Q(s_n, a_{n,k}) [S, K] from one branch per (state, action), and the steps used."""
+        q, steps, _, _ = self._estimate(policy, value_net, states, actions, record=False)
+        return q, steps
+
+    def _estimate(self, policy: Policy, value_net: ValueNet, states: list[RolloutState], actions: torch.Tensor,
+                  record: bool) -> tuple[torch.Tensor, int, torch.Tensor, torch.Tensor]:
+        """Q [S, K], the steps used, and (with ``record``) the branch states' value samples."""
         k = actions.shape[1]
         # One noise sequence per state, shared by its K branches (common random numbers).
         noise = policy.draw_noise((len(states), max(self.vine.rollout_len - 1, 1)))
         q = torch.empty(len(states), k, device=self.device)
         steps = 0
+        value_obs: list[np.ndarray] = []
+        value_targets: list[np.ndarray] = []
         per_chunk = max(1, self.vine.branch_batch // k)
         for start in range(0, len(states), per_chunk):
             idx = list(range(start, min(start + per_chunk, len(states))))
-            q[idx], chunk_steps = self._rollouts(policy, value_net, [states[i] for i in idx],
-                                                 actions[idx], noise[idx])
-            steps += chunk_steps
-        return q, steps
+            chunk = self._rollouts(policy, value_net, [states[i] for i in idx], actions[idx], noise[idx], record)
+            q[idx] = torch.as_tensor(chunk.q, dtype=torch.float32, device=self.device).view(len(idx), k)
+            steps += chunk.steps
+            value_obs.append(chunk.value_obs)
+            value_targets.append(chunk.value_targets)
+        as_tensor = lambda x, dtype: torch.as_tensor(np.concatenate(x), dtype=dtype, device=self.device)
+        obs_dim = states[0].obs.shape[-1]
+        return (q, steps, as_tensor(value_obs, torch.float32).reshape(-1, obs_dim),
+                as_tensor(value_targets, torch.float32))
 
     def _rollouts(self, policy: Policy, value_net: ValueNet, states: list[RolloutState],
-                  first_actions: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, int]:
+                  first_actions: torch.Tensor, noise: torch.Tensor, record: bool) -> _Chunk:
         """Branches of a chunk of states, stepped in lockstep with one policy forward per step."""
         s, k = first_actions.shape[:2]
         envs = self._envs(s * k)
         state_of = np.repeat(np.arange(s), k)  # branch i belongs to state state_of[i]
         for env, state_index in zip(envs, state_of):
             restore(env, states[state_index].snapshot)
-        n = s * k
-        ret = np.zeros(n)
-        discount = np.ones(n)
+        n, horizon, obs_dim = s * k, self.vine.rollout_len, states[0].obs.shape[-1]
+        rewards = np.zeros((horizon, n))
+        seen = np.zeros((horizon, n, obs_dim), dtype=np.float32) if record else None  # obs after step j
+        length = np.zeros(n, dtype=np.int64)  # steps each branch took
         active = np.ones(n, dtype=bool)
-        obs = np.zeros((n, states[0].obs.shape[-1]), dtype=np.float32)
-        bootstrap_obs, bootstrap_from = [], []  # cut branches: V(obs) * discount
+        cut = np.zeros(n, dtype=bool)  # branches the time limit cut: bootstrapped like unfinished ones
+        obs = np.zeros((n, obs_dim), dtype=np.float32)
         actions = first_actions.reshape(n, *first_actions.shape[2:])
         steps = 0
-        for j in range(self.vine.rollout_len):
+        for j in range(horizon):
             live = np.flatnonzero(active)
             if live.size == 0:
                 break
@@ -166,22 +256,20 @@ class VineBrancher:
             for a, i in zip(actions_live.cpu().numpy(), live):
                 raw, reward, terminated, truncated, _ = envs[i].step(self._to_env(envs[i], a))
                 steps += 1
-                ret[i] += discount[i] * float(reward)
-                discount[i] *= self.gamma
+                rewards[j, i] = float(reward)
                 obs[i] = self.normalizer(raw)
-                if terminated:
+                if terminated or truncated:
                     active[i] = False
-                elif truncated:  # the time limit cut the branch: bootstrap from its last state
-                    active[i] = False
-                    bootstrap_obs.append(obs[i].copy())
-                    bootstrap_from.append(i)
-        for i in np.flatnonzero(active):  # branches that ran their full length
-            bootstrap_obs.append(obs[i].copy())
-            bootstrap_from.append(i)
-        if bootstrap_from:
-            values = value_net(torch.as_tensor(np.stack(bootstrap_obs), device=self.device)).cpu().numpy()
-            ret[bootstrap_from] += discount[bootstrap_from] * values
-        return torch.as_tensor(ret, dtype=torch.float32, device=self.device).view(s, k), steps
+                    cut[i] = bool(truncated and not terminated)
+            length[live] = j + 1
+            if seen is not None:
+                seen[j, live] = obs[live]
+        cut |= active  # branches that ran their full length
+        bootstrap = np.zeros(n)
+        if cut.any():
+            bootstrap[cut] = value_net(torch.as_tensor(obs[cut], device=self.device)).cpu().numpy()
+        q, value_obs, value_targets = branch_returns(rewards, length, bootstrap, self.gamma, seen)
+        return _Chunk(q=q, steps=steps, value_obs=value_obs, value_targets=value_targets)
 
     @staticmethod
     def _to_env(env: gym.Env, action: np.ndarray) -> Any:
