@@ -105,3 +105,16 @@ def test_branch_returns_on_a_hand_made_table():
     q_only, none_obs, none_targets = branch_returns(rewards, np.array([3, 2]), np.array([8.0, 0.0]), 0.5)
     np.testing.assert_allclose(q_only, q)
     assert none_obs.shape[0] == none_targets.shape[0] == 0
+
+
+def test_sampled_actions_give_the_mean_branch_return_as_the_states_value(tmp_path):
+    """Actions drawn from pi_old: the value target of a rollout state is the plain mean of its Q."""
+    trainer = make_vine_trainer(tmp_path, "Pendulum-v1", value_targets="rollout")
+    batch, _ = trainer.collect(first=True)
+    vine_batch, _ = trainer.estimator.policy_batch(trainer.policy, trainer.value_net, batch,
+                                                   trainer.compute_targets(batch).advantages)
+    obs, values = trainer.estimator.value_samples()
+    assert not vine_batch.enumerated and values.shape == (8,)
+    torch.testing.assert_close(obs, vine_batch.states)
+    torch.testing.assert_close(values, vine_batch.q.mean(dim=1))
+    trainer.close()
