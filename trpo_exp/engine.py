@@ -150,7 +150,7 @@ class Trainer:
         obs, returns = batch.obs.flatten(0, 1), targets.returns.flatten()
         if extra is not None:
             obs, returns = torch.cat([obs, extra[0]]), torch.cat([returns, extra[1]])
-        self.value_net.update_target_stats(targets.returns if extra is None else returns)
+        self.value_net.update_target_stats(returns)
         loss = fit_value(self.value_net, self.value_optimizer, obs, returns,
                          self.cfg.algo.vf_epochs, self.cfg.algo.vf_batch_size)
         return ValueStats(value_loss=loss, explained_variance=ev)

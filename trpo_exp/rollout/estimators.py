@@ -28,7 +28,8 @@ class Estimator(Protocol):
     """At most this many extra simulator steps (branches) per full iteration; 0 for single path."""
 
     def snapshot_plan(self, steps_per_env: int, num_envs: int, scale: float) -> Optional[dict[int, list[int]]]:
-        """Where to save states during the trunk; ``scale`` < 1 on a shortened last iteration."""
+        """Where to save states during the trunk; ``scale`` < 1 when the whole budget is
+        smaller than one iteration (engine.Trainer.collect)."""
 
     def policy_batch(self, policy: Policy, value_net: ValueNet, batch: Batch,
                      advantages: torch.Tensor) -> tuple[StepBatch, int]: ...
