@@ -37,7 +37,8 @@ ENVS = {"swimmer": ("Swimmer-v5", [30], 50), "hopper": ("Hopper-v5", [50], 100),
         "walker2d": ("Walker2d-v5", [50], 100)}  # id, Table 2 hidden layer, vine rollout length
 SHARED = ("budget", "algo.hidden_sizes", "algo.gamma", "algo.gae_lambda", "algo.normalize_advantage",
           "algo.activation", "algo.log_std_init", "algo.vf_lr", "algo.vf_epochs", "algo.vf_batch_size",
-          "algo.vf_normalize_targets", "env.num_envs", "env.normalize_obs", "eval.every", "eval.episodes")
+          "algo.vf_normalize_targets", "env.num_envs", "env.normalize_obs",
+          "env.normalize_reward", "eval.every", "eval.episodes")
 
 
 def _config(name: str):
@@ -67,6 +68,7 @@ def test_presets_compose_with_the_papers_settings_and_share_the_rest(env):
     for key in SHARED:  # what a fair comparison holds fixed (algo_env presets of trpo are overridden)
         assert len({json.dumps(_get(c, key)) for c in configs.values()}) == 1, key
     assert configs["trpo"].algo.max_kl == configs["trpo_vine"].algo.max_kl == 0.01  # "delta = 0.01 for all"
+    assert len({configs[a].algo.cg_iters for a in ("npg_fixed", "trpo", "trpo_vine")}) == 1  # one natural gradient
     vine = configs["trpo_vine"].algo.vine
     assert (vine.num_actions, vine.rollout_len) == (4, rollout_len)  # Table 2: rollouts per state, length
     assert len({configs[a].algo.steps_per_iter for a in ("pg", "npg_fixed", "trpo")}) == 1
