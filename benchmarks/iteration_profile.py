@@ -73,7 +73,7 @@ def main() -> None:
     trainer.iteration(1)  # warm-up (first-batch statistics, allocations)
     totals: dict[str, float] = {}
     trainer.collect = timed(totals, "sampling", trainer.collect)  # type: ignore[method-assign]
-    trainer.update_value = timed(totals, "value_fit", trainer.update_value)  # type: ignore[method-assign]
+    trainer.fit_here = timed(totals, "value_fit", trainer.fit_here)  # type: ignore[method-assign]
     trainer.sampler.envs.step = timed(totals, "env_step", trainer.sampler.envs.step)  # type: ignore[method-assign]
     start, steps_before = time.process_time(), trainer.env_steps
     for index in range(2, 2 + args.iterations):

@@ -18,6 +18,10 @@ Run from the repository root:
 
     python benchmarks/throughput.py                          # hopper, 3 repeats, 20480 steps
     python benchmarks/throughput.py --env swimmer --repeats 5 --override env.num_envs=4
+    python benchmarks/throughput.py --override value_fit_process=true   # the value fit beside sampling
+
+With value_fit_process=true the rows' time_update_s holds only the time the main process waits for
+the value fit, so the training rate above is still env steps per second of training wall time.
 """
 
 from __future__ import annotations

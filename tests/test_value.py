@@ -2,7 +2,7 @@
 
 import torch
 
-from trpo_exp.algos.value import fit_value
+from trpo_exp.algos.value import draw_orders, fit_value
 from trpo_exp.nets import ValueNet
 
 
@@ -25,7 +25,8 @@ def test_standardised_fit_learns_large_targets_the_plain_fit_does_not():
         torch.manual_seed(0)
         net = ValueNet(3, [32, 32], "tanh", normalize_targets=normalize)
         net.update_target_stats(targets)
-        fit_value(net, torch.optim.Adam(net.parameters(), lr=3e-3), obs, targets, epochs=40, batch_size=64)
+        fit_value(net, torch.optim.Adam(net.parameters(), lr=3e-3), obs, targets,
+                  draw_orders(len(obs), epochs=40, device=obs.device), batch_size=64)
         with torch.no_grad():
             return float((net(obs) - targets).pow(2).mean() / targets.var())
 

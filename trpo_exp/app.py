@@ -45,7 +45,9 @@ def to_config(cfg: DictConfig) -> Config:
     if algorithm.check_env is not None:  # first: its advice (e.g. "use algo=trpo") is the most specific
         algorithm.check_env(config.env)
     check_spaces(config.env)
-    resolve_device(config.device.type)
+    if resolve_device(config.device.type).type != "cpu" and config.value_fit_process:
+        raise ConfigError("value_fit_process=True is not allowed: must be false when device.type='auto' "
+                          "finds a GPU (the second process fits on the CPU)")
     return config
 
 
@@ -155,6 +157,7 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
 def _failure(err: BaseException) -> tuple[str, int]:
     """run.json's reason and exit code for an exception that ends a run."""
     from trpo_exp.guard import NonFiniteError
+    from trpo_exp.value_process import ValueFitError
 
     if isinstance(err, KeyboardInterrupt):
         return "interrupted (Ctrl-C)", 130
@@ -162,7 +165,7 @@ def _failure(err: BaseException) -> tuple[str, int]:
         return str(err), err.exit_code
     if isinstance(err, SystemExit):  # e.g. submitit requeueing the job after our checkpoint
         return f"exited with status {err.code} (after the last checkpoint; a requeued job resumes)", 1
-    if isinstance(err, NonFiniteError):
+    if isinstance(err, (NonFiniteError, ValueFitError)):
         return f"{err} (the last good checkpoint is kept)", 1
     return f"{type(err).__name__}: {first_line(err)}", 1
 

@@ -348,6 +348,15 @@ class Config:
     learns."""
     torch_threads: int = 1
     """torch intra-op threads for this run, >= 1 (1 is fastest for small MLPs)."""
+    value_fit_process: bool = False
+    """Fit the value baseline in a second process while this one samples the next batch (the fit of
+    iteration k does not touch what sampling needs; V is next read for the next batch's targets);
+    iteration k's row is logged once its fit is back. Every number is the same as without it, bit
+    for bit, checkpoints included, and a resume may switch it. The worker uses torch_threads
+    threads, so it pays only with a CPU core to spare: off by default (two runs in parallel on 2
+    cores gain nothing). The fit runs in this process until the worker has started (~2 s), on the
+    last iteration and before a checkpoint save. time_update_s then counts only the time this
+    process waits for the fit. CPU only (device.type=cpu, or auto without a GPU)."""
     checkpoint_interval_s: float = 120.0
     """Save checkpoint.pt after the iteration during which this many seconds have passed since the
     last save (0 = only at the end and on SIGTERM/SIGUSR1), >= 0. A killed run loses at most this
@@ -366,6 +375,8 @@ class Config:
                 "must be > 0 (or null for the env preset's budget)")
         require(1 <= self.torch_threads <= MAX_THREADS, "torch_threads", self.torch_threads,
                 f"must be in [1, {MAX_THREADS}] (4 x the {os.cpu_count()} CPUs here)")
+        require(not (self.value_fit_process and self.device.type == "cuda"), "value_fit_process",
+                self.value_fit_process, "must be false with device.type='cuda' (the second process fits on the CPU)")
         require(self.checkpoint_interval_s >= 0, "checkpoint_interval_s", self.checkpoint_interval_s, "must be >= 0")
         require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
         require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",

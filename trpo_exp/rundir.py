@@ -27,8 +27,9 @@ from trpo_exp.record.reader import read_info
 from trpo_exp.util import flatten
 
 LOCK = ".lock"
-# Keys that do not change a run's numbers: a resume may change them.
-RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.")
+# Keys that do not change a run's numbers: a resume may change them (and a checkpoint written
+# before one of them existed resumes).
+RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.", "value_fit_process")
 
 
 class RunDirError(ConfigError):
