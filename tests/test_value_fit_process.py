@@ -207,3 +207,22 @@ def test_a_dead_worker_fails_the_cli_run_with_one_line(tmp_path):
     info = read_run_json(run_dir)
     assert info["status"] == "failed" and info["reason"].startswith("iteration "), info
     assert f"pid {worker}) was killed by SIGKILL (the last good checkpoint is kept)" in info["reason"], info
+
+
+def test_an_error_while_the_next_batch_is_sampled_keeps_the_finished_row(tmp_path, monkeypatch):
+    """Row 2 waits for batch 3 to be sampled; when that sampling fails (an env that crashes), fit 2
+    is still joined and row 2 written before the error ends the run."""
+    collect, calls = Trainer.collect, []
+
+    def crashes_on_batch_3(self, first):
+        calls.append(first)
+        if len(calls) == 3:
+            raise RuntimeError("the env crashed")
+        return collect(self, first)
+
+    monkeypatch.setattr(Trainer, "collect", crashes_on_batch_3)
+    with pytest.raises(RuntimeError, match="the env crashed"):
+        train_in_process([*LONG, ON], tmp_path)
+    rows = metrics_rows(tmp_path)
+    assert [(r["iteration"], r["env_steps"]) for r in rows] == [("1", "512"), ("2", "1024")]
+    assert all(r["value_loss"] and r["explained_variance"] for r in rows)

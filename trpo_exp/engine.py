@@ -10,6 +10,7 @@ before batch k+1 is checked and learnt from. The numbers are the same, bit for b
 
 from __future__ import annotations
 
+import contextlib
 import math
 import random
 import time
@@ -305,7 +306,8 @@ class Trainer:
         an Optuna pruner); the record is complete either way. ``checkpoints`` decides when to save
         between iterations (by time, or on a signal) and may end the run after a save (SIGTERM).
         With a value-fit process, row k is logged once batch k+1 is sampled and fit k is joined;
-        an exception meanwhile (other than in the hooks) ends the run without row k."""
+        an exception meanwhile still joins fit k and logs row k (when the worker can give it)
+        before it ends the run: no finished iteration is lost from the record."""
         index, result = self.iteration_done, None
         start = time.perf_counter() - self.wall_time_before
         pending: Optional[Update] = None  # an iteration whose value fit runs in the value-fit process
@@ -319,20 +321,24 @@ class Trainer:
                 index += 1
                 sampled = self.sample(index)
                 if pending is not None:  # before anything reads V (compute_targets) or checks the batch
-                    self.join_fit(pending)
-                    log(pending)
-                    pending = None
+                    joined, pending = pending, None
+                    self.join_fit(joined)
+                    log(joined)
                 update = self.learn(index, sampled)
                 last = not self.budget_left()
-                submitted = self.start_fit(update, last, checkpoints)
-                result = self.evaluate_due(update, last) or result
-                if submitted:
+                if self.start_fit(update, last, checkpoints):
                     pending = update
+                result = self.evaluate_due(update, last) or result
+                if pending is not None:
                     continue
                 log(update)
                 if checkpoints is not None and not last:
                     checkpoints.after_iteration(self, index)
         except BaseException:
+            if pending is not None:  # the iteration is finished but for its fit: keep its row
+                with contextlib.suppress(Exception):
+                    self.join_fit(pending)
+                    log(pending)
             if self.value_process is not None:
                 self.value_process.close()
             raise
