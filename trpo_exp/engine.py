@@ -335,18 +335,23 @@ class Trainer:
                 if checkpoints is not None and not last:
                     checkpoints.after_iteration(self, index)
         except BaseException:
-            if pending is not None:  # the iteration is finished but for its fit: keep its row
-                with contextlib.suppress(Exception):
-                    self.join_fit(pending)
-                    log(pending)
-            if self.value_process is not None:
-                self.value_process.close()
+            self.abandon(pending, log)
             raise
         assert pending is None, "the last iteration fits in this process"
         self.save_checkpoint()
         if result is None:  # resumed from the final checkpoint: evaluation is deterministic
             result = self.evaluate()
         return result
+
+    def abandon(self, pending: Optional[Update], log: Callable[[Update], None]) -> None:
+        """A run that ends by an exception: a pending iteration is finished but for its value fit,
+        so its row is kept when the worker can still give the fit; then the worker goes."""
+        if pending is not None:
+            with contextlib.suppress(Exception):
+                self.join_fit(pending)
+                log(pending)
+        if self.value_process is not None:
+            self.value_process.close()
 
     def log_iteration(self, update: Update, wall_time_s: float, record: RunRecord, progress: Optional[Progress],
                       hooks: Sequence[Callable[[dict[str, Any]], None]]) -> None:
