@@ -89,11 +89,21 @@ def check_card_command_gives_three_finished_records(tmp_path):
 
 
 def _requeue_and_release(job_id: str, interrupt: list[str], proc: subprocess.Popen) -> None:
-    """Interrupt the running job, wait until SLURM has requeued it, and let it start at once:
-    SLURM holds a requeued job back for about two minutes (its BeginTime)."""
+    """Interrupt the running job, wait until SLURM has requeued it, and let it start soon: SLURM
+    holds a requeued job back for about two minutes (its BeginTime) because the node revokes the old
+    run's credential, and a run started in the same second as that revocation is refused ("Job
+    credential revoked") and the job ends. So: wait until the old run's processes are gone from the
+    node (its credential was revoked before they were killed), then start it from 2 s on."""
     subprocess.run(interrupt, check=True, capture_output=True)
     wait_for(lambda: _squeue_state(job_id) == "PENDING", f"job {job_id} requeued after {interrupt}", proc)
-    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now"], check=True, capture_output=True)
+    wait_for(lambda: not _runs_on_node(job_id), f"job {job_id}'s old run to end on the node", proc)
+    subprocess.run(["scontrol", "update", f"jobid={job_id}", "StartTime=now+2"], check=True, capture_output=True)
+
+
+def _runs_on_node(job_id: str) -> bool:
+    """Whether a slurmstepd of the job (its batch script or a step) is alive on this one-node cluster."""
+    found = subprocess.run(["pgrep", "-f", rf"^slurmstepd: \[{job_id}\."], capture_output=True)
+    return found.returncode == 0
 
 
 def check_requeued_job_resumes_bit_identically(tmp_path):
