@@ -50,8 +50,9 @@ class RunningObsNormalizer:
                 "count": float(self.count), "clip": self.clip, "enabled": self.enabled}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.mean = np.array(state["mean"], dtype=np.float64)
-        self.var = np.array(state["var"], dtype=np.float64)
+        # via torch: np.array(tensor) goes through Tensor.__array__, deprecated in numpy 2 (copy=)
+        self.mean = torch.as_tensor(state["mean"], dtype=torch.float64).numpy().copy()
+        self.var = torch.as_tensor(state["var"], dtype=torch.float64).numpy().copy()
         self.count = state["count"]
         self.std = np.sqrt(self.var + self.eps)
         self.clip, self.enabled = state["clip"], state["enabled"]
