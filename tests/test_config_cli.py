@@ -70,12 +70,15 @@ def _leaves(node, prefix: str = ""):
 
 
 def _file_values(path: Path, group: str) -> dict:
-    """Leaf values a group file sets, as full keys of the composed config (interpolations,
-    the defaults list and hydra.* are left out)."""
+    """Leaf values a group file sets, as full keys of the composed config (interpolations and
+    hydra.* are left out). A defaults-list entry naming another file of the same group (an npg
+    preset that takes trpo's) contributes that file's values first, as Hydra applies it first."""
     body = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
-    body.pop("defaults", None)
-    pkg = _package(path, group)
     out = {}
+    for entry in body.pop("defaults", None) or []:
+        if isinstance(entry, str) and (path.parent / f"{entry}.yaml").exists():
+            out.update(_file_values(path.parent / f"{entry}.yaml", group))
+    pkg = _package(path, group)
     for key, value in _leaves(body, pkg):
         if key.startswith("hydra.") or (isinstance(value, str) and "${" in value):
             continue
@@ -228,9 +231,12 @@ BAD_INPUT = [
     ("algo=npg_fixed algo.max_kl=0.01", "algo.max_kl", "NPGFixedConfig"),
     ("algo=npg_fixed algo.step_size=0", "algo.step_size", "0"),
     ("algo=base_trpo", "algo", "base_trpo"),
+    # a key that only the swept choices have: Hydra checks it against the config without them
+    ("-m algo=npg_fixed,pg algo.step_size=0.5", "algo.step_size", "multirun of its own"),
 ]
 UNKNOWN_KEYS = {"algo.foo=1", "algo=pg algo.max_kl=0.02", "algo=npg algo.backtrack_iters=3",
-                "algo=trpo algo.vine.num_states=8", "algo=npg_fixed algo.max_kl=0.01"}
+                "algo=trpo algo.vine.num_states=8", "algo=npg_fixed algo.max_kl=0.01",
+                "-m algo=npg_fixed,pg algo.step_size=0.5"}
 if not HAS_CUDA:
     BAD_INPUT.append(("device=cuda", "device", "cuda"))
 if importlib.util.find_spec("Box2D") is None:  # registered with gymnasium, but not creatable here

@@ -44,6 +44,20 @@ def one_line(err: BaseException) -> str:
     return " ".join(parts)
 
 
+def multirun_hint(argv: list[str], message: str) -> str:
+    """A key refused in a multirun that sweeps algo, env or experiment: Hydra composes the config
+    once without the swept choices (the default algo, env) and checks every fixed override against
+    it, so `-m experiment=figure4_npg_fixed_hopper,figure4_npg_fixed_walker2d algo.step_size=0.6`
+    fails although both presets have step_size. Say so, and what to do instead."""
+    if "Could not override" not in message or not {"-m", "--multirun"} & set(argv):
+        return ""
+    swept = [a for a in argv if re.match(r"^(algo|env|experiment)=[^=]*,", a)]
+    if not swept:
+        return ""
+    return (f" (in a multirun Hydra checks fixed overrides against the config without the swept "
+            f"{' '.join(swept)}: give a key that only some of them have in a multirun of its own)")
+
+
 def is_refused_submission(err: BaseException) -> bool:
     """sbatch refused a submitit launcher's jobs (unknown partition or account, controller gone):
     submitit raises FailedJobError from sbatch's CalledProcessError. A job that failed while it ran
@@ -68,7 +82,8 @@ def install() -> None:
             try:
                 return func()
             except (HydraException, OmegaConfBaseException) as err:
-                print(f"trpo_exp: error: {one_line(err)}", file=sys.stderr)
+                message = one_line(err)
+                print(f"trpo_exp: error: {message}{multirun_hint(sys.argv[1:], message)}", file=sys.stderr)
                 sys.exit(EXIT_CONFIG_ERROR)
             except Exception as err:
                 if not is_refused_submission(err):
