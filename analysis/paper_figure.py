@@ -84,12 +84,24 @@ def build(rs: RunSet, *, curve_metric: str, order: Sequence[str], style: dict, p
                    _figure(steps, ylabel, STEPS_LABEL, order, style, references))
 
 
+def highlighted(curves: pd.DataFrame, order: Sequence[str]) -> list[str]:
+    """The settings drawn in colour: in each panel the first HIGHLIGHT of ``order`` present there.
+    The cap is per panel, not over the figure: four algorithms plus a fixed-step NPG row per
+    environment (each env its own best step size) are seven settings, each panel showing five, and
+    none of them may turn grey."""
+    chosen: set[str] = set()
+    for _, panel in curves.groupby("env"):
+        present = set(panel["setting"])
+        chosen.update([s for s in order if s in present][:figures.HIGHLIGHT])
+    return [s for s in order if s in chosen]
+
+
 def _figure(curves: pd.DataFrame, ylabel: str, xlabel: str, order: Sequence[str], style: dict,
             references: dict | None) -> Figure | None:
     if curves.empty:
         return None
     fig = figures.learning_curves(curves, ylabel=ylabel, order=order, style=style, references=references,
-                                  highlight=list(order)[:figures.HIGHLIGHT])
+                                  highlight=highlighted(curves, order))
     panels = [ax for ax in fig.axes if ax.get_title()]
     for ax in panels:
         ax.set_xlabel(xlabel)

@@ -26,7 +26,7 @@ from matplotlib.collections import PolyCollection
 import trpo_exp.app as cli
 from analysis import figures, stats, tables
 from analysis.loading import load_runs
-from analysis.paper_figure import ITERATIONS_LABEL, STEPS_LABEL, _figure, build, paper_order
+from analysis.paper_figure import ITERATIONS_LABEL, STEPS_LABEL, _figure, build, highlighted, paper_order
 from conftest import ROOT, run_cli
 from trpo_exp.config import register_configs
 
@@ -164,3 +164,26 @@ def test_panels_follow_the_papers_order():
     fig.canvas.draw()
     panels = sorted((a for a in fig.axes if a.get_title()), key=lambda a: a.get_position().x0)
     assert [a.get_title() for a in panels] == ["Swimmer-v5", "Hopper-v5", "Walker2d-v5"]
+
+
+def test_every_algorithm_of_a_panel_is_in_colour():
+    """Figure 4 with each env's best fixed NPG step: seven settings over the figure, five per panel.
+    The colour cap (figures.HIGHLIGHT) is per panel, so no algorithm of a panel turns grey; a panel
+    with more settings than the cap still greys the rest."""
+    per_env = {"Swimmer-v5": "npg_fixed (step_size=0.6)", "Hopper-v5": "npg_fixed (step_size=1.8)",
+               "Walker2d-v5": "npg_fixed (step_size=5.4)"}
+    common = ["pg", "npg_fixed (step_size=0.2)", "trpo", "trpo_vine"]
+    order = ["pg", "npg_fixed (step_size=0.2)", *per_env.values(), "trpo", "trpo_vine"]
+    rows = [{"env": env, "setting": s, "algo": s.split(" ")[0], "env_steps": x, "n": 5, "mean": x,
+             "se": np.nan, "ci_low": np.nan, "ci_high": np.nan}
+            for env, best in per_env.items() for s in [*common, best] for x in (1, 2)]
+    curves = pd.DataFrame(rows)
+    assert highlighted(curves, order) == order
+    fig = _figure(curves, "return", ITERATIONS_LABEL, order, figures.styles(order), None)
+    assert fig is not None
+    for ax in (a for a in fig.axes if a.get_title()):
+        labels = [ln.get_label().split(" (n=")[0] for ln in ax.get_lines() if not ln.get_label().startswith("_")]
+        assert sorted(labels) == sorted([*common, per_env[ax.get_title()]])
+    assert not any("other settings" in t.get_text() for leg in fig.legends for t in leg.get_texts())
+    crowded = pd.DataFrame([{**r, "env": "Hopper-v5", "setting": f"s{k}"} for k in range(8) for r in rows[:2]])
+    assert highlighted(crowded, [f"s{k}" for k in range(8)]) == [f"s{k}" for k in range(figures.HIGHLIGHT)]
