@@ -262,14 +262,19 @@ class VineBrancher:
                                                         noise[torch.as_tensor(state_of[live]), j - 1])
             else:
                 actions_live = actions
-            for a, i in zip(actions_live.cpu().numpy(), live):
-                raw, reward, terminated, truncated, _ = envs[i].step(self._to_env(envs[i], a))
+            # Clip the live branches' actions and normalise their observations once per step, not
+            # once per branch (elementwise maths: the same numbers bit for bit, less per-call cost).
+            env_actions = self._to_env(envs[live[0]].action_space, actions_live.cpu().numpy())
+            raws = np.empty((live.size, obs_dim))
+            for row, (a, i) in enumerate(zip(env_actions, live)):
+                raw, reward, terminated, truncated, _ = envs[i].step(a)
                 steps += 1
                 rewards[j, i] = float(reward)
-                obs[i] = self.normalizer(raw)
+                raws[row] = raw
                 if terminated or truncated:
                     active[i] = False
                     cut[i] = bool(truncated and not terminated)
+            obs[live] = self.normalizer(raws)
             length[live] = j + 1
             if seen is not None:
                 seen[j, live] = obs[live]
@@ -281,9 +286,10 @@ class VineBrancher:
         return _Chunk(q=q, steps=steps, value_obs=value_obs, value_targets=value_targets)
 
     @staticmethod
-    def _to_env(env: gym.Env, action: np.ndarray) -> Any:
-        clipped = clip_action(action, env.action_space)
-        return clipped if isinstance(env.action_space, gym.spaces.Box) else int(clipped)
+    def _to_env(space: gym.Space, actions: np.ndarray) -> list[Any]:
+        """One env action per row of ``actions``: Box actions clipped to the space, discrete ones as int."""
+        clipped = clip_action(actions, space)
+        return list(clipped) if isinstance(space, gym.spaces.Box) else [int(a) for a in clipped]
 
     def close(self) -> None:
         for env in self.pool:
