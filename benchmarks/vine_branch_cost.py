@@ -39,8 +39,7 @@ def run(args: list[str], run_dir: Path) -> pd.DataFrame:
 
 
 def per_iteration(metrics: pd.DataFrame) -> pd.DataFrame:
-    steps = metrics["env_steps"].diff().fillna(metrics["env_steps"])
-    branch = metrics["branch_steps"].diff().fillna(metrics["branch_steps"])
+    steps, branch = metrics["env_steps"].diff(), metrics["branch_steps"].diff()  # NaN in row 1, dropped
     return pd.DataFrame({"sample_s": metrics["time_sample_s"], "branch": branch,
                          "trunk": steps - branch}).iloc[1:]
 
