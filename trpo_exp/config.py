@@ -255,6 +255,10 @@ class EnvConfig:
     """'sync' (all envs in this process) or 'async' (one subprocess per env)."""
     max_episode_steps: Optional[int] = None
     """Time limit in steps; null keeps the env's registered limit. Reaching it is truncation."""
+    kwargs: Dict[str, Any] = field(default_factory=dict)
+    """Keyword arguments for gym.make, e.g. ``+env.kwargs.include_cfrc_ext_in_observation=false``
+    (Ant-v5 without its 78 contact-force entries, the observation of v4 and of the published
+    v3 runs). Empty: the env's registered defaults."""
     normalize_obs: bool = True
     """Running mean/std observation normalisation (statistics saved with the run)."""
     normalize_reward: bool = False

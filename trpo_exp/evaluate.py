@@ -131,14 +131,12 @@ class _VideoRecorder:
     def __init__(self, out_dir: Path, config: Any):
         import gymnasium as gym
 
-        from trpo_exp.envs.factory import DiscardStepInfo
+        from trpo_exp.envs.factory import DiscardStepInfo, make_kwargs
 
         os.environ.setdefault("MUJOCO_GL", "egl")  # headless MuJoCo rendering
         out_dir.mkdir(parents=True, exist_ok=True)
         self.out_dir = out_dir
-        kwargs: dict[str, Any] = {"render_mode": "rgb_array", "disable_env_checker": True}
-        if config.env.max_episode_steps is not None:
-            kwargs["max_episode_steps"] = config.env.max_episode_steps
+        kwargs: dict[str, Any] = {**make_kwargs(config.env), "render_mode": "rgb_array"}
         try:
             self.env = DiscardStepInfo(gym.make(config.env.id, **kwargs))
             self.env.reset(seed=0)

@@ -44,8 +44,13 @@ def check_env_id(env_id: str) -> None:
 
 def check_spaces(cfg: EnvConfig) -> None:
     """The policies take a flat Box observation and a Discrete or flat Box action: refuse other
-    envs (Taxi's Discrete observations, Blackjack's Tuple) before any work."""
-    env = _make_one(cfg)()
+    envs (Taxi's Discrete observations, Blackjack's Tuple) before any work. Runs after
+    check_env_id, so a failure to create the env here comes from env.kwargs."""
+    try:
+        env = _make_one(cfg)()
+    except Exception as err:
+        raise ConfigError(f"env.kwargs={dict(cfg.kwargs)!r} is not allowed for env.id={cfg.id!r}: "
+                          f"{first_line(err)}") from None
     try:
         obs, act = env.observation_space, env.action_space
     finally:
@@ -108,12 +113,18 @@ class DiscardStepInfo(gym.Wrapper):
 register_wrapper(DiscardStepInfo, ())  # stateless: snapshots of wrapped envs stay complete
 
 
+def make_kwargs(cfg: EnvConfig) -> dict[str, Any]:
+    """gym.make's keyword arguments for ``cfg``: its env.kwargs, the time limit, no env checker."""
+    kwargs: dict[str, Any] = dict(cfg.kwargs)
+    kwargs["disable_env_checker"] = True  # the checker costs time on every step
+    if cfg.max_episode_steps is not None:
+        kwargs["max_episode_steps"] = cfg.max_episode_steps
+    return kwargs
+
+
 def _make_one(cfg: EnvConfig) -> Callable[[], gym.Env]:
     def thunk() -> gym.Env:
-        kwargs: dict[str, Any] = {"disable_env_checker": True}  # the checker costs time on every step
-        if cfg.max_episode_steps is not None:
-            kwargs["max_episode_steps"] = cfg.max_episode_steps
-        return DiscardStepInfo(gym.make(cfg.id, **kwargs))
+        return DiscardStepInfo(gym.make(cfg.id, **make_kwargs(cfg)))
     return thunk
 
 
