@@ -7,6 +7,7 @@ the environment and the error report on failure are the same everywhere.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import subprocess
@@ -89,6 +90,19 @@ def wait_for(condition: Callable[[], bool], what: str, proc: Optional[subprocess
         time.sleep(poll)
 
 
+def worker_of(pid: int) -> Optional[int]:
+    """The pid of a process's worker (value fit, vine branches): its child started by
+    multiprocessing's spawn; the first found when there are several."""
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+                return int(stat.parent.name)
+        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
+            continue
+    return None
+
+
 def read_run_json(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "run.json").read_text())
 
@@ -132,3 +146,40 @@ def assert_same_outcome(run_dir: Path, reference: Path) -> None:
     for part in ("policy", "value_net"):
         for name, tensor in want[part].items():
             assert torch.equal(got[part][name], tensor), f"{part}.{name}"
+
+
+def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
+    from trpo_exp.record import TIME_COLUMNS
+
+    with open(run_dir / "metrics.csv", newline="") as f:
+        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)]
+
+
+def assert_same_tensors(got, want, where: str) -> None:
+    import torch
+
+    if isinstance(want, torch.Tensor):
+        assert torch.equal(got, want), where
+    elif isinstance(want, dict):
+        assert set(got) == set(want), where
+        for key in want:
+            assert_same_tensors(got[key], want[key], f"{where}.{key}")
+    elif isinstance(want, (list, tuple)):
+        assert len(got) == len(want), where
+        for i, (g, w) in enumerate(zip(got, want)):
+            assert_same_tensors(g, w, f"{where}[{i}]")
+    else:
+        assert got == want, where
+
+
+def assert_same_run(run_dir: Path, reference: Path) -> None:
+    """metrics.csv (time columns aside; the final evaluation is in its last row) and the final
+    checkpoint's networks, optimizers, normaliser and RNG states (for runs trained in process,
+    which write no run.json)."""
+    from trpo_exp import checkpoint
+    from trpo_exp.record import CHECKPOINT
+
+    assert metrics_rows(run_dir) == metrics_rows(reference)
+    got, want = checkpoint.load(run_dir / CHECKPOINT), checkpoint.load(reference / CHECKPOINT)
+    for part in ("policy", "value_net", "value_optimizer", "policy_step", "obs_normalizer", "rng"):
+        assert_same_tensors(got[part], want[part], part)

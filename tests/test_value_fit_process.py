@@ -9,24 +9,22 @@ one's overlaps sampling, and they count the fits submitted to it."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 import pytest
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import read_run_json, start_cli, wait_for
+from conftest import assert_same_run, metrics_rows, read_run_json, start_cli, wait_for, worker_of
 from trpo_exp import checkpoint
 from trpo_exp.app import CONF_DIR, to_config
 from trpo_exp.config import register_configs
 from trpo_exp.engine import CheckpointSchedule, StopRun, Trainer
 from trpo_exp.hooks import Hook
-from trpo_exp.record import CHECKPOINT, TIME_COLUMNS, RunRecord, Status
+from trpo_exp.record import CHECKPOINT, RunRecord, Status
 from trpo_exp.signals import RunSignals, Terminated
 from trpo_exp.value_process import ValueFitError, ValueFitProcess
 
@@ -84,35 +82,6 @@ def train_in_process(overrides: list[str], run_dir: Path, hooks: Sequence[Hook] 
     return submitted, process
 
 
-def metrics_rows(run_dir: Path) -> list[dict[str, str]]:
-    with open(run_dir / "metrics.csv", newline="") as f:
-        return [{k: v for k, v in row.items() if k not in TIME_COLUMNS} for row in csv.DictReader(f)]
-
-
-def assert_same_tensors(got, want, where: str) -> None:
-    if isinstance(want, torch.Tensor):
-        assert torch.equal(got, want), where
-    elif isinstance(want, dict):
-        assert set(got) == set(want), where
-        for key in want:
-            assert_same_tensors(got[key], want[key], f"{where}.{key}")
-    elif isinstance(want, (list, tuple)):
-        assert len(got) == len(want), where
-        for i, (g, w) in enumerate(zip(got, want)):
-            assert_same_tensors(g, w, f"{where}[{i}]")
-    else:
-        assert got == want, where
-
-
-def assert_same_run(run_dir: Path, reference: Path) -> None:
-    """metrics.csv (time columns aside; the final evaluation is in its last row) and the final
-    checkpoint's networks, optimizers, normaliser and RNG states."""
-    assert metrics_rows(run_dir) == metrics_rows(reference)
-    got, want = checkpoint.load(run_dir / CHECKPOINT), checkpoint.load(reference / CHECKPOINT)
-    for part in ("policy", "value_net", "value_optimizer", "policy_step", "obs_normalizer", "rng"):
-        assert_same_tensors(got[part], want[part], part)
-
-
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_the_fit_in_a_second_process_changes_no_number(tmp_path, case):
     here, there = tmp_path / "off", tmp_path / "on"
@@ -121,18 +90,6 @@ def test_the_fit_in_a_second_process_changes_no_number(tmp_path, case):
     assert_same_run(there, here)
     assert submitted == list(range(1, len(metrics_rows(there)))), "every fit but the last one overlaps sampling"
     assert process is not None and process.exitcode == 0  # told to end, by Trainer.close()
-
-
-def worker_of(pid: int) -> Optional[int]:
-    """The pid of a process's value-fit worker: its child started by multiprocessing's spawn."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
-                return int(stat.parent.name)
-        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
-            continue
-    return None
 
 
 def test_a_run_preempted_while_a_fit_runs_resumes_to_the_uninterrupted_numbers(tmp_path):

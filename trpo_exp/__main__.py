@@ -21,7 +21,7 @@ from trpo_exp.checkpoint import CheckpointError
 from trpo_exp.config import ConfigError, register_configs
 from trpo_exp.guard import NonFiniteError
 from trpo_exp.signals import Terminated
-from trpo_exp.value_process import ValueFitError
+from trpo_exp.worker_process import WorkerError
 
 register_configs()
 cli_errors.install()
@@ -49,7 +49,7 @@ def main(cfg: DictConfig) -> None:
         what = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
         print(f"trpo_exp: {what}; the run record in {context.run_dir} is closed (status failed)", file=sys.stderr)
         sys.exit(130 if isinstance(stop, KeyboardInterrupt) else stop.exit_code)
-    except (NonFiniteError, CheckpointError, ValueFitError) as err:
+    except (NonFiniteError, CheckpointError, WorkerError) as err:
         print(f"trpo_exp: error: {err}; the run record in {context.run_dir} is closed (status failed)",
               file=sys.stderr)
         sys.exit(1)

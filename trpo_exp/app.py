@@ -48,6 +48,9 @@ def to_config(cfg: DictConfig) -> Config:
     if resolve_device(config.device.type).type != "cpu" and config.value_fit_process:
         raise ConfigError("value_fit_process=True is not allowed: must be false when device.type='auto' "
                           "finds a GPU (the second process fits on the CPU)")
+    if resolve_device(config.device.type).type != "cpu" and config.branch_processes > 1:
+        raise ConfigError(f"branch_processes={config.branch_processes} is not allowed: must be 1 when "
+                          f"device.type='auto' finds a GPU (the branch processes step on the CPU)")
     return config
 
 
@@ -157,7 +160,7 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
 def _failure(err: BaseException) -> tuple[str, int]:
     """run.json's reason and exit code for an exception that ends a run."""
     from trpo_exp.guard import NonFiniteError
-    from trpo_exp.value_process import ValueFitError
+    from trpo_exp.worker_process import WorkerError
 
     if isinstance(err, KeyboardInterrupt):
         return "interrupted (Ctrl-C)", 130
@@ -165,7 +168,7 @@ def _failure(err: BaseException) -> tuple[str, int]:
         return str(err), err.exit_code
     if isinstance(err, SystemExit):  # e.g. submitit requeueing the job after our checkpoint
         return f"exited with status {err.code} (after the last checkpoint; a requeued job resumes)", 1
-    if isinstance(err, (NonFiniteError, ValueFitError)):
+    if isinstance(err, (NonFiniteError, WorkerError)):
         return f"{err} (the last good checkpoint is kept)", 1
     return f"{type(err).__name__}: {first_line(err)}", 1
 

@@ -361,6 +361,13 @@ class Config:
     cores gain nothing). The fit runs in this process until the worker has started (~2 s), on the
     last iteration and before a checkpoint save. time_update_s then counts only the time this
     process waits for the fit. CPU only (device.type=cpu, or auto without a GPU)."""
+    branch_processes: int = 1
+    """algo=trpo_vine: processes that step the vine branches, >= 1; 1 = this one only. With N > 1,
+    N - 1 worker processes each take a share of the iteration's chunks of algo.vine.branch_batch
+    branches, and this one steps the first share. The chunks alone decide the numbers: every number
+    is the same bit for bit whatever N, and a resume may change it. It pays only with CPU cores to
+    spare (one run on a machine with idle cores), and needs at least N chunks per iteration
+    (algo.vine.num_states * num_actions >= N * branch_batch) to use them all. CPU only."""
     checkpoint_interval_s: float = 120.0
     """Save checkpoint.pt after the iteration during which this many seconds have passed since the
     last save (0 = only at the end and on SIGTERM/SIGUSR1), >= 0. A killed run loses at most this
@@ -381,6 +388,12 @@ class Config:
                 f"must be in [1, {MAX_THREADS}] (4 x the {os.cpu_count()} CPUs here)")
         require(not (self.value_fit_process and self.device.type == "cuda"), "value_fit_process",
                 self.value_fit_process, "must be false with device.type='cuda' (the second process fits on the CPU)")
+        require(1 <= self.branch_processes <= MAX_THREADS, "branch_processes", self.branch_processes,
+                f"must be in [1, {MAX_THREADS}] (4 x the {os.cpu_count()} CPUs here)")
+        require(self.branch_processes == 1 or getattr(self.algo, "vine", None) is not None, "branch_processes",
+                self.branch_processes, f"must be 1 with algo={self.algo.name} (only vine sampling branches)")
+        require(self.branch_processes == 1 or self.device.type != "cuda", "branch_processes",
+                self.branch_processes, "must be 1 with device.type='cuda' (the branch processes step on the CPU)")
         require(self.checkpoint_interval_s >= 0, "checkpoint_interval_s", self.checkpoint_interval_s, "must be >= 0")
         require(self.log_every >= 1, "log_every", self.log_every, "must be >= 1")
         require(self.algo.steps_per_iter >= self.env.num_envs, "algo.steps_per_iter",

@@ -29,7 +29,8 @@ from trpo_exp.util import flatten
 LOCK = ".lock"
 # Keys that do not change a run's numbers: a resume may change them (and a checkpoint written
 # before one of them existed resumes).
-RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.", "value_fit_process")
+RESUME_FREE_KEYS = ("log_every", "checkpoint_interval_s", "fresh", "logger.", "hooks.", "value_fit_process",
+                   "branch_processes")
 
 
 class RunDirError(ConfigError):

@@ -20,6 +20,7 @@ from trpo_exp.config import Config, TRPOVineConfig
 from trpo_exp.nets import Policy, ValueNet
 from trpo_exp.obs_norm import RunningObsNormalizer
 from trpo_exp.rollout.batch import Batch
+from trpo_exp.rollout.branch_process import BranchWorkers
 from trpo_exp.rollout.vine import VineBrancher, choose_rollout_states
 
 
@@ -76,7 +77,9 @@ class VineEstimator:
                  action_space: gym.Space):
         assert isinstance(cfg.algo, TRPOVineConfig), "the vine estimator needs the trpo_vine schema"
         self.vine = cfg.algo.vine
-        self.brancher = VineBrancher(cfg.env, self.vine, cfg.algo.gamma, normalizer, device)
+        workers = (BranchWorkers(cfg.branch_processes - 1, cfg.env, self.vine, cfg.algo.gamma, cfg.torch_threads)
+                   if cfg.branch_processes > 1 else None)
+        self.brancher = VineBrancher(cfg.env, self.vine, cfg.algo.gamma, normalizer, device, workers)
         self.branch_steps_bound = branch_steps_bound(self.vine, action_space)
         self._value_samples: Optional[tuple[torch.Tensor, torch.Tensor]] = None
 

@@ -36,7 +36,7 @@ V; split-half cosine of the gradient after solving 0.45 against 0.19; CartPole s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import gymnasium as gym
 import numpy as np
@@ -48,6 +48,9 @@ from trpo_exp.envs.factory import make_eval_env
 from trpo_exp.envs.snapshot import EnvSnapshot, restore
 from trpo_exp.nets import Policy, ValueNet
 from trpo_exp.obs_norm import RunningObsNormalizer
+
+if TYPE_CHECKING:
+    from trpo_exp.rollout.branch_process import BranchWorkers
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,17 @@ class BranchResult:
 
 
 @dataclass(frozen=True)
-class _Chunk:
+class ChunkJob:
+    """The branches of one chunk of states, every input drawn: its rollouts are a deterministic
+    function of this, the policy, the value net and the observation statistics."""
+
+    states: list[RolloutState]
+    first_actions: torch.Tensor  # [s, K, ...] the actions tried at each state
+    noise: torch.Tensor  # [s, rollout_len - 1, ...] each state's policy noise (shared by its K branches)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
     """The branches of one chunk of states: returns g_0 (the Q estimates, branch-major [s * K]),
     simulator steps, and the branch states' value samples (empty unless recorded)."""
 
@@ -161,13 +174,15 @@ class VineBrancher:
     """Runs the branch rollouts on a pool of envs restored from the rollout-set snapshots."""
 
     def __init__(self, env_cfg: EnvConfig, vine: VineConfig, gamma: float,
-                 normalizer: RunningObsNormalizer, device: torch.device):
+                 normalizer: RunningObsNormalizer, device: torch.device,
+                 workers: Optional[BranchWorkers] = None):
         self.env_cfg = env_cfg
         self.vine = vine
         self.gamma = gamma
         self.normalizer = normalizer  # read only: frozen during branches
         self.device = device
         self.pool: list[gym.Env] = []
+        self.workers = workers  # Config.branch_processes > 1: they step some of the chunks
 
     def _envs(self, count: int) -> list[gym.Env]:
         while len(self.pool) < count:
@@ -223,10 +238,18 @@ class VineBrancher:
         steps = 0
         value_obs: list[np.ndarray] = []
         value_targets: list[np.ndarray] = []
+        # Chunks of branch_batch branches, each stepped in lockstep. The chunking alone decides the
+        # numbers: which process steps a chunk does not (Config.branch_processes).
         per_chunk = max(1, self.vine.branch_batch // k)
-        for start in range(0, len(states), per_chunk):
-            idx = list(range(start, min(start + per_chunk, len(states))))
-            chunk = self._rollouts(policy, value_net, [states[i] for i in idx], actions[idx], noise[idx], record)
+        starts = range(0, len(states), per_chunk)
+        index = [list(range(start, min(start + per_chunk, len(states)))) for start in starts]
+        jobs = [ChunkJob([states[i] for i in idx], actions[idx], noise[idx]) for idx in index]
+        if self.workers is not None:
+            chunks = self.workers.run(policy, value_net, self.normalizer, jobs, record,
+                                      lambda job: self.rollouts(policy, value_net, job, record))
+        else:
+            chunks = [self.rollouts(policy, value_net, job, record) for job in jobs]
+        for idx, chunk in zip(index, chunks):
             q[idx] = torch.as_tensor(chunk.q, dtype=torch.float32, device=self.device).view(len(idx), k)
             steps += chunk.steps
             value_obs.append(chunk.value_obs)
@@ -236,9 +259,9 @@ class VineBrancher:
         return (q, steps, as_tensor(value_obs, torch.float32).reshape(-1, obs_dim),
                 as_tensor(value_targets, torch.float32))
 
-    def _rollouts(self, policy: Policy, value_net: ValueNet, states: list[RolloutState],
-                  first_actions: torch.Tensor, noise: torch.Tensor, record: bool) -> _Chunk:
+    def rollouts(self, policy: Policy, value_net: ValueNet, job: ChunkJob, record: bool) -> ChunkResult:
         """Branches of a chunk of states, stepped in lockstep with one policy forward per step."""
+        states, first_actions, noise = job.states, job.first_actions, job.noise
         s, k = first_actions.shape[:2]
         envs = self._envs(s * k)
         state_of = np.repeat(np.arange(s), k)  # branch i belongs to state state_of[i]
@@ -283,7 +306,7 @@ class VineBrancher:
         if cut.any():
             bootstrap[cut] = value_net(torch.as_tensor(obs[cut], device=self.device)).cpu().numpy()
         q, value_obs, value_targets = branch_returns(rewards, length, bootstrap, self.gamma, seen)
-        return _Chunk(q=q, steps=steps, value_obs=value_obs, value_targets=value_targets)
+        return ChunkResult(q=q, steps=steps, value_obs=value_obs, value_targets=value_targets)
 
     @staticmethod
     def _to_env(space: gym.Space, actions: np.ndarray) -> list[Any]:
@@ -292,5 +315,7 @@ class VineBrancher:
         return list(clipped) if isinstance(space, gym.spaces.Box) else [int(a) for a in clipped]
 
     def close(self) -> None:
+        if self.workers is not None:
+            self.workers.close()
         for env in self.pool:
             env.close()
