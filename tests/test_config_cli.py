@@ -231,6 +231,10 @@ BAD_INPUT = [
     ("algo=npg_fixed algo.max_kl=0.01", "algo.max_kl", "NPGFixedConfig"),
     ("algo=npg_fixed algo.step_size=0", "algo.step_size", "0"),
     ("algo=base_trpo", "algo", "base_trpo"),
+    # gym.make's keyword arguments: one the env does not take
+    ("env=pendulum +env.kwargs.no_such_arg=1", "env.kwargs", "{'no_such_arg': 1}"),
+    # more branch processes where nothing branches
+    ("algo=trpo branch_processes=2", "branch_processes", "2"),
     # a key that only the swept choices have: Hydra checks it against the config without them
     ("-m algo=npg_fixed,pg algo.step_size=0.5", "algo.step_size", "multirun of its own"),
 ]
@@ -345,3 +349,21 @@ def test_mujoco_present_passes():
 def test_vine_on_an_env_without_snapshots_says_why_and_what_to_use(cli_results):
     proc, _ = cli_results["algo=trpo_vine env.id=FrozenLake-v1"]
     assert "vine sampling needs a resettable simulator (use algo=trpo)" in proc.stderr
+
+
+def test_env_kwargs_reach_every_env_a_run_makes():
+    """env.kwargs go to gym.make for the training vector env and the evaluation/branch envs alike:
+    Ant-v5 without its 78 contact-force entries observes 27 numbers, not 105."""
+    from trpo_exp.config import EnvConfig
+    from trpo_exp.envs.factory import make_eval_env, make_vector_env
+
+    cfg = EnvConfig(id="Ant-v5", num_envs=2, kwargs={"include_cfrc_ext_in_observation": False})
+    envs, env = make_vector_env(cfg, [1, 2]), make_eval_env(cfg)
+    try:
+        assert envs.single_observation_space.shape == env.observation_space.shape == (27,)
+    finally:
+        envs.close()
+        env.close()
+    default = make_eval_env(EnvConfig(id="Ant-v5"))
+    assert default.observation_space.shape == (105,)
+    default.close()
