@@ -72,7 +72,7 @@ def main() -> None:
                     ratios[n][key].append(figures[n][key] / first[key])
                 line.append(f"{n} processes: sample {figures[n]['sample']:.3f} s/it, iteration "
                             f"{figures[n]['iteration']:.3f} s, wall {figures[n]['wall']:.1f} s")
-            print(f"repeat {rep} ({len(reference)} iterations, same metrics): " + "; ".join(line), flush=True)
+            print(f"repeat {rep} ({len(metrics)} iterations, same metrics): " + "; ".join(line), flush=True)
     for n in opts.processes[1:]:
         med = {key: statistics.median(values) for key, values in ratios[n].items()}
         print(f"{n} processes / {opts.processes[0]}, median of {opts.repeats}: sampling {med['sample']:.2f}, "
