@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from trpo_exp.config import EnvConfig, VineConfig
-from trpo_exp.envs.snapshot import portable, restore, snapshot
+from trpo_exp.envs.snapshot import portable
 from trpo_exp.nets import Policy, ValueNet
 from trpo_exp.obs_norm import RunningObsNormalizer
 from trpo_exp.rollout.vine import ChunkJob, ChunkResult, RolloutState, VineBrancher
@@ -94,8 +94,9 @@ class BranchWorkers:
 
 
 def _portable(job: ChunkJob) -> ChunkJob:
-    """``job`` with snapshots that pickle small (MuJoCo: 17 KB instead of 680 KB per state on
-    Hopper; sending whole MjData objects cost more than the branches they saved)."""
+    """``job`` with snapshots that pickle small (MuJoCo: 15 KB instead of 680 KB per state on
+    Hopper; sending whole MjData objects cost more than the branches they saved). The worker
+    restores its branch envs from them directly."""
     states = [RolloutState(portable(state.snapshot), state.obs) for state in job.states]
     return ChunkJob(states, job.first_actions, job.noise)
 
@@ -105,22 +106,12 @@ def _branch_handler(env_cfg: EnvConfig, vine: VineConfig, gamma: float) -> Handl
     net and the observation statistics of its iteration."""
     brancher = VineBrancher(env_cfg, vine, gamma, RunningObsNormalizer((1,), 1.0), torch.device("cpu"))
 
-    def local(job: ChunkJob) -> ChunkJob:
-        """The job with full snapshots again, made once per state through an env of the pool:
-        each is restored into K branch envs, and a full restore is the cheaper one."""
-        scratch = brancher.pool_env()
-        states = []
-        for state in job.states:
-            restore(scratch, state.snapshot)
-            states.append(RolloutState(snapshot(scratch), state.obs))
-        return ChunkJob(states, job.first_actions, job.noise)
-
     def handle(request: bytes) -> bytes:
         try:
             job = pickle.loads(request)
             brancher.normalizer = job["normalizer"]
             with torch.no_grad():
-                chunks = [brancher.rollouts(job["policy"], job["value_net"], local(chunk), job["record"])
+                chunks = [brancher.rollouts(job["policy"], job["value_net"], chunk, job["record"])
                           for chunk in job["jobs"]]
         except Exception as err:  # reported by the main process, which stops the run
             return pickle.dumps({"error": f"{type(err).__name__}: {first_line(err)}"})
