@@ -17,7 +17,16 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import assert_same_run, metrics_rows, read_run_json, start_cli, wait_for, worker_of
+from conftest import (
+    assert_same_outcome,
+    assert_same_run,
+    metrics_rows,
+    read_run_json,
+    run_cli,
+    start_cli,
+    wait_for,
+    worker_of,
+)
 from trpo_exp.app import CONF_DIR, to_config
 from trpo_exp.config import ConfigError, register_configs
 from trpo_exp.engine import CheckpointSchedule, Trainer
@@ -100,3 +109,35 @@ def test_a_killed_branch_process_fails_the_cli_run_with_one_line(tmp_path):
     info = read_run_json(run_dir)
     assert info["status"] == "failed", info
     assert f"pid {worker}) was killed by SIGKILL (the last good checkpoint is kept)" in info["reason"], info
+
+
+def test_a_killed_run_resumes_with_another_process_count_to_the_same_end(tmp_path):
+    """SIGKILL of the main process mid-run (its worker ends on its own: the pipe closes), then the
+    same command with branch_processes=1 finishes it: bit-identical to an uninterrupted run with
+    one process (the count is free across a resume, like value_fit_process)."""
+    args = [*CASES["vine-hopper"], *COMMON, "total_steps=8000", "checkpoint_interval_s=0.000001"]
+    reference, run_dir = tmp_path / "reference", tmp_path / "killed"
+    run_cli([*args, "branch_processes=1"], run_dir=reference)
+    metrics = run_dir / "metrics.csv"
+    proc = start_cli([*args, "branch_processes=2"], run_dir=run_dir)
+    rows = lambda: len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
+    try:
+        wait_for(lambda: rows() >= 3 and worker_of(proc.pid) is not None, "3 rows and the worker", proc)
+        worker = worker_of(proc.pid)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert worker is not None
+    wait_for(lambda: not Path(f"/proc/{worker}").exists() or b"Z" in _state(worker), "the orphaned worker to end")
+    assert read_run_json(run_dir)["status"] == "running"
+    run_cli([*args, "branch_processes=1"], run_dir=run_dir)
+    assert read_run_json(run_dir)["resumes"]
+    assert_same_outcome(run_dir, reference)
+
+
+def _state(pid: int) -> bytes:
+    """The process state letter from /proc/<pid>/stat (Z: a zombie, i.e. ended)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()[0]
+    except OSError:
+        return b"Z"
