@@ -18,7 +18,8 @@ the branch part of sampling (~70% of a vine Hopper iteration's sampling time wit
 from __future__ import annotations
 
 import pickle
-from typing import Any, Callable, Optional
+from contextlib import contextmanager
+from typing import Callable, Iterator, Optional
 
 import numpy as np
 import torch
@@ -44,28 +45,30 @@ class BranchWorkers:
         self._workers = [WorkerProcess(_branch_handler, (env_cfg, vine, gamma), threads,
                                        f"trpo_exp branches {i + 1}") for i in range(count)]
 
-    @property
-    def pids(self) -> list[Optional[int]]:
-        return [worker.pid for worker in self._workers]
-
     def run(self, policy: Policy, value_net: ValueNet, normalizer: RunningObsNormalizer, jobs: list[ChunkJob],
             record: bool, step_here: Callable[[ChunkJob], ChunkResult]) -> list[ChunkResult]:
         """The results of ``jobs``, in order: the first share stepped here by ``step_here``, one
         share per ready worker (a worker still starting gets none: the main process steps it)."""
-        ready = [worker for worker in self._workers if self._ready(worker)]
+        ready = []
+        for worker in self._workers:
+            with self._death_reported(worker):
+                if worker.ready():
+                    ready.append(worker)
         shares = np.array_split(np.arange(len(jobs)), 1 + len(ready))
         sent = []
         for worker, share in zip(ready, shares[1:]):
             if share.size:
                 request = {"policy": policy, "value_net": value_net, "normalizer": normalizer,
                            "jobs": [_portable(jobs[i]) for i in share], "record": record}
-                self._call(worker.send, pickle.dumps(request), worker)
+                with self._death_reported(worker):
+                    worker.send(pickle.dumps(request))
                 sent.append((worker, share))
         results: list[Optional[ChunkResult]] = [None] * len(jobs)
         for i in shares[0]:
             results[i] = step_here(jobs[i])
         for worker, share in sent:
-            reply = pickle.loads(self._call(worker.receive, None, worker))
+            with self._death_reported(worker):
+                reply = pickle.loads(worker.receive())
             if "error" in reply:
                 self.close()
                 raise BranchWorkerError(f"vine branches failed in a branch process (branch_processes="
@@ -75,13 +78,11 @@ class BranchWorkers:
         assert all(result is not None for result in results)
         return results  # type: ignore[return-value]  # every entry filled just above
 
-    def _ready(self, worker: WorkerProcess) -> bool:
-        return bool(self._call(worker.ready, None, worker))
-
-    def _call(self, method: Callable[..., Any], argument: Optional[bytes], worker: WorkerProcess) -> Any:
-        """``method(argument)`` of ``worker`` (no argument when None); its death as BranchWorkerError."""
+    @contextmanager
+    def _death_reported(self, worker: WorkerProcess) -> Iterator[None]:
+        """A worker's death as BranchWorkerError, every worker ended."""
         try:
-            return method() if argument is None else method(argument)
+            yield
         except WorkerDied as died:
             pid = worker.pid
             self.close()
@@ -94,7 +95,7 @@ class BranchWorkers:
 
 
 def _portable(job: ChunkJob) -> ChunkJob:
-    """``job`` with snapshots that pickle small (MuJoCo: 15 KB instead of 680 KB per state on
+    """``job`` with snapshots that pickle small (MuJoCo: 8.8 KB instead of 680 KB per state on
     Hopper; sending whole MjData objects cost more than the branches they saved). The worker
     restores its branch envs from them directly."""
     states = [RolloutState(portable(state.snapshot), state.obs) for state in job.states]
