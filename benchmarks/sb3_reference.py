@@ -1,0 +1,72 @@
+"""The reference side by side: sb3-contrib's TRPO with the RL Zoo's MuJoCo settings
+(rl-baselines3-zoo hyperparams/trpo.yml: 2 envs x 1024 steps, VecNormalize on observations and
+rewards, delta 0.01, 25 CG iterations, damping 0.1, lambda 0.95, 20 critic epochs x 128 at 1e-3),
+one run per seed, scored as benchmarks/returns.py scores ours: the final deterministic evaluation
+over 10 episodes (observation statistics frozen, raw rewards).
+
+sb3-contrib is not a dependency of this project: run it from a separate environment, e.g.
+
+  python -m venv /tmp/sb3 && /tmp/sb3/bin/pip install torch==2.13.0 stable-baselines3==2.9.2 \\
+      sb3-contrib==2.9.2 'gymnasium[mujoco]'
+  /tmp/sb3/bin/python benchmarks/sb3_reference.py --env Hopper-v5 --seeds 0 1 2 3 4 --steps 100000
+
+and compare with ``python benchmarks/returns.py --envs hopper --seeds 0 1 2 3 4 --steps 100000``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+
+
+def final_eval(model, train_env, env_id: str, seed: int, episodes: int = 10) -> float:
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    env = VecNormalize(make_vec_env(env_id, n_envs=1, seed=seed + 10_000), training=False, norm_reward=False)
+    env.obs_rms = train_env.obs_rms
+    returns, current = [], 0.0
+    obs = env.reset()
+    while len(returns) < episodes:
+        action, _ = model.predict(obs, deterministic=True)
+        obs, _, done, _ = env.step(action)
+        current += float(env.get_original_reward()[0])
+        if done[0]:
+            returns.append(current)
+            current = 0.0
+    return float(np.mean(returns))
+
+
+def main() -> None:
+    from sb3_contrib import TRPO
+    from stable_baselines3.common.env_util import make_vec_env
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--env", default="Hopper-v5")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=100_000)
+    parser.add_argument("--gamma", type=float, default=0.99)
+    opts = parser.parse_args()
+    torch.set_num_threads(1)
+    scores = []
+    for seed in opts.seeds:
+        env = VecNormalize(make_vec_env(opts.env, n_envs=2, seed=seed), gamma=opts.gamma)
+        model = TRPO("MlpPolicy", env, batch_size=128, n_steps=1024, gamma=opts.gamma, gae_lambda=0.95,
+                     sub_sampling_factor=1, cg_max_steps=25, cg_damping=0.1, n_critic_updates=20,
+                     learning_rate=1e-3, seed=seed, verbose=0)
+        start = time.perf_counter()
+        model.learn(opts.steps)
+        wall = time.perf_counter() - start
+        scores.append(final_eval(model, env, opts.env, seed))
+        print(f"sb3-contrib trpo {opts.env} seed {seed}: final eval {scores[-1]:.1f} ({wall:.0f} s)", flush=True)
+    se = statistics.stdev(scores) / len(scores) ** 0.5 if len(scores) > 1 else float("nan")
+    print(f"mean {statistics.mean(scores):.0f} +- {se:.0f} SE over seeds {opts.seeds}")
+
+
+if __name__ == "__main__":
+    main()
