@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -101,6 +102,28 @@ def worker_of(pid: int) -> Optional[int]:
         except (OSError, ValueError, IndexError):  # a process that ended meanwhile
             continue
     return None
+
+
+def metrics_row_count(run_dir: Path) -> int:
+    """Rows of a run's metrics.csv so far (0 before it exists)."""
+    metrics = Path(run_dir) / "metrics.csv"
+    return len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
+
+
+def kill_worker_of_cli_run(args: list[str], run_dir: Path) -> tuple[int, str, dict]:
+    """Start the CLI run, wait for 2 metrics rows and its worker process (value fit, vine
+    branches), SIGKILL the worker. The run must then fail with exit status 1 and one stderr line,
+    no traceback. Returns the worker's pid, that line and the run's run.json."""
+    proc = start_cli(args, run_dir=run_dir)
+    wait_for(lambda: metrics_row_count(run_dir) >= 2 and worker_of(proc.pid) is not None,
+             "2 rows and the worker", proc)
+    worker = worker_of(proc.pid)
+    assert worker is not None
+    os.kill(worker, signal.SIGKILL)
+    _, err = proc.communicate(timeout=120)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in err, err
+    return worker, lines[0], read_run_json(run_dir)
 
 
 def read_run_json(run_dir: Path) -> dict:

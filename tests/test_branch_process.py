@@ -8,7 +8,6 @@ worker was sent, so a run in which the workers did nothing cannot pass."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import signal
 from pathlib import Path
@@ -20,6 +19,8 @@ from hydra.core.global_hydra import GlobalHydra
 from conftest import (
     assert_same_outcome,
     assert_same_run,
+    kill_worker_of_cli_run,
+    metrics_row_count,
     metrics_rows,
     read_run_json,
     run_cli,
@@ -93,20 +94,9 @@ def test_branch_processes_are_refused_where_nothing_branches():
 
 
 def test_a_killed_branch_process_fails_the_cli_run_with_one_line(tmp_path):
-    run_dir = tmp_path / "run"
-    metrics = run_dir / "metrics.csv"
     args = [*CASES["vine-cartpole"], *COMMON, "total_steps=10000000", "branch_processes=2"]
-    proc = start_cli(args, run_dir=run_dir)
-    rows = lambda: len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
-    wait_for(lambda: rows() >= 2 and worker_of(proc.pid) is not None, "2 rows and the worker", proc)
-    worker = worker_of(proc.pid)
-    assert worker is not None
-    os.kill(worker, signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in err, err
-    assert f"a vine branch process (branch_processes=2, pid {worker}) was killed by SIGKILL" in lines[0], lines[0]
-    info = read_run_json(run_dir)
+    worker, line, info = kill_worker_of_cli_run(args, tmp_path / "run")
+    assert f"a vine branch process (branch_processes=2, pid {worker}) was killed by SIGKILL" in line, line
     assert info["status"] == "failed", info
     assert f"pid {worker}) was killed by SIGKILL (the last good checkpoint is kept)" in info["reason"], info
 
@@ -118,11 +108,9 @@ def test_a_killed_run_resumes_with_another_process_count_to_the_same_end(tmp_pat
     args = [*CASES["vine-hopper"], *COMMON, "total_steps=8000", "checkpoint_interval_s=0.000001"]
     reference, run_dir = tmp_path / "reference", tmp_path / "killed"
     run_cli([*args, "branch_processes=1"], run_dir=reference)
-    metrics = run_dir / "metrics.csv"
     proc = start_cli([*args, "branch_processes=2"], run_dir=run_dir)
-    rows = lambda: len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
     try:
-        wait_for(lambda: rows() >= 3 and worker_of(proc.pid) is not None, "3 rows and the worker", proc)
+        wait_for(lambda: metrics_row_count(run_dir) >= 3 and worker_of(proc.pid) is not None, "3 rows and the worker", proc)
         worker = worker_of(proc.pid)
     finally:
         proc.send_signal(signal.SIGKILL)

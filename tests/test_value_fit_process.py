@@ -18,7 +18,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 
-from conftest import assert_same_run, metrics_rows, read_run_json, start_cli, wait_for, worker_of
+from conftest import assert_same_run, kill_worker_of_cli_run, metrics_rows, wait_for, worker_of
 from trpo_exp import checkpoint
 from trpo_exp.app import CONF_DIR, to_config
 from trpo_exp.config import register_configs
@@ -145,23 +145,9 @@ def test_a_worker_killed_during_a_fit_stops_the_run_at_that_iteration(tmp_path):
     assert len(metrics_rows(tmp_path)) == 2
 
 
-def rows_in(metrics: Path) -> int:
-    return len(metrics.read_text().splitlines()) - 1 if metrics.exists() else 0
-
-
 def test_a_dead_worker_fails_the_cli_run_with_one_line(tmp_path):
-    run_dir = tmp_path / "run"
-    metrics = run_dir / "metrics.csv"
-    proc = start_cli([*LONG, "total_steps=10000000", ON], run_dir=run_dir)
-    wait_for(lambda: rows_in(metrics) >= 2 and worker_of(proc.pid) is not None, "2 rows and the worker", proc)
-    worker = worker_of(proc.pid)
-    assert worker is not None
-    os.kill(worker, signal.SIGKILL)
-    _, err = proc.communicate(timeout=120)
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert proc.returncode == 1 and len(lines) == 1 and "Traceback" not in err, err
-    assert f"the value-fit process (value_fit_process=true, pid {worker}) was killed by SIGKILL" in lines[0], lines[0]
-    info = read_run_json(run_dir)
+    worker, line, info = kill_worker_of_cli_run([*LONG, "total_steps=10000000", ON], tmp_path / "run")
+    assert f"the value-fit process (value_fit_process=true, pid {worker}) was killed by SIGKILL" in line, line
     assert info["status"] == "failed" and info["reason"].startswith("iteration "), info
     assert f"pid {worker}) was killed by SIGKILL (the last good checkpoint is kept)" in info["reason"], info
 

@@ -189,15 +189,11 @@ class VineBrancher:
             self.pool.append(make_eval_env(self.env_cfg))
         return self.pool[:count]
 
-    def pool_env(self) -> gym.Env:
-        """An env of the branch pool (any: each is restored before it steps)."""
-        return self._envs(1)[0]
-
     def actions_for(self, policy: Policy, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, bool]:
         """The K actions per state, their behaviour log-probabilities, and whether the action set
         is enumerated in full. obs: [S, obs_dim]."""
         s, k = obs.shape[0], self.vine.num_actions
-        space = self.pool_env().action_space
+        space = self._envs(1)[0].action_space
         with torch.no_grad():
             dist = policy.distribution(obs)
             if isinstance(space, gym.spaces.Discrete) and space.n <= k:
