@@ -41,8 +41,12 @@ class RunningObsNormalizer:
     def __call__(self, obs: np.ndarray) -> np.ndarray:
         if not self.enabled:
             return np.asarray(obs, dtype=np.float32)
-        normalized = (obs - self.mean) / self.std
-        return np.clip(normalized, -self.clip, self.clip).astype(np.float32)
+        # np.clip((obs - mean) / std, -clip, clip) in place: the sampling loop calls this every step
+        normalized = np.subtract(obs, self.mean)
+        np.divide(normalized, self.std, out=normalized)
+        np.maximum(normalized, -self.clip, out=normalized)
+        np.minimum(normalized, self.clip, out=normalized)
+        return normalized.astype(np.float32)
 
     def state_dict(self) -> dict[str, Any]:
         """Tensors (float64, exact) so checkpoints load with weights_only=True."""

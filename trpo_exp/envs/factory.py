@@ -128,13 +128,49 @@ def _make_one(cfg: EnvConfig) -> Callable[[], gym.Env]:
     return thunk
 
 
+class LeanSyncVectorEnv(SyncVectorEnv):
+    """gymnasium's SyncVectorEnv in SAME_STEP autoreset mode, with a cheaper ``step`` and the same
+    transitions. gymnasium's step merges each env's info dict into arrays (``_add_info``) and
+    re-copies every output on every step, ~17 us per env step on Hopper-v5 (a fifth of the env's own
+    step); here the envs' info dicts are empty (DiscardStepInfo), so ``step`` writes straight into
+    fresh arrays and reports only what this project reads: ``info['final_obs']`` (with its
+    ``'_final_obs'`` mask) when an episode ends. The observations, rewards and flags are bit for bit
+    gymnasium's (tests/test_envs.py)."""
+
+    def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
+        super().__init__(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
+
+    def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, dict[str, Any]]:
+        n = self.num_envs
+        space = self.single_observation_space
+        assert isinstance(space, gym.spaces.Box)  # check_spaces refused any other observation space
+        obs = np.empty((n, *space.shape), dtype=space.dtype)
+        rewards = np.empty(n, dtype=np.float64)
+        terminations = np.empty(n, dtype=np.bool_)
+        truncations = np.empty(n, dtype=np.bool_)
+        info: dict[str, Any] = {}
+        for i, env in enumerate(self.envs):
+            env_obs, rewards[i], terminations[i], truncations[i], _ = env.step(actions[i])
+            if terminations[i] or truncations[i]:
+                if not info:
+                    info = {"final_obs": np.full(n, None, dtype=object), "_final_obs": np.zeros(n, dtype=np.bool_)}
+                info["final_obs"][i], info["_final_obs"][i] = env_obs, True
+                env_obs, _ = env.reset()
+            obs[i] = env_obs
+        return obs, rewards, terminations, truncations, info
+
+
 def make_vector_env(cfg: EnvConfig, seeds: Sequence[int]) -> gym.vector.VectorEnv:
     """A vector of ``cfg.num_envs`` envs that reset themselves in the same step that ends an
     episode (SAME_STEP autoreset), so every step is a real transition and the last observation of
     an episode is handed over in ``info['final_obs']`` instead of being mixed with the next episode.
     Each env gets its own seed from ``seeds``."""
-    vector_cls = SyncVectorEnv if cfg.vector_mode == "sync" else AsyncVectorEnv
-    envs = vector_cls([_make_one(cfg) for _ in range(cfg.num_envs)], autoreset_mode=AutoresetMode.SAME_STEP)
+    env_fns = [_make_one(cfg) for _ in range(cfg.num_envs)]
+    envs: gym.vector.VectorEnv
+    if cfg.vector_mode == "sync":
+        envs = LeanSyncVectorEnv(env_fns)
+    else:
+        envs = AsyncVectorEnv(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
     envs.action_space.seed(int(seeds[0]))
     envs.set_attr("vector_index", list(range(cfg.num_envs)))
     return envs
