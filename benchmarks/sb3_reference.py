@@ -11,6 +11,10 @@ sb3-contrib is not a dependency of this project: run it from a separate environm
   /tmp/sb3/bin/python benchmarks/sb3_reference.py --env Hopper-v5 --seeds 0 1 2 3 4 --steps 100000
 
 and compare with ``python benchmarks/returns.py --envs hopper --seeds 0 1 2 3 4 --steps 100000``.
+
+sb3-contrib's ``target_kl`` and ``cg_damping`` are per action dimension: its KL is averaged over the
+action dimensions, ours (the paper's) summed. Its (0.01, 0.1) is our ``algo.max_kl=0.03
+algo.cg_damping=0.3`` on Hopper (d = 3), exactly: benchmarks/sb3_step_equivalence.py.
 """
 
 from __future__ import annotations
