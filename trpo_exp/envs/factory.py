@@ -135,7 +135,7 @@ class LeanSyncVectorEnv(SyncVectorEnv):
     step); here the envs' info dicts are empty (DiscardStepInfo), so ``step`` writes straight into
     fresh arrays and reports only what this project reads: ``info['final_obs']`` (with its
     ``'_final_obs'`` mask) when an episode ends. The observations, rewards and flags are bit for bit
-    gymnasium's (tests/test_envs.py)."""
+    gymnasium's (tests/test_vector_env.py)."""
 
     def __init__(self, env_fns: Sequence[Callable[[], gym.Env]]):
         super().__init__(env_fns, autoreset_mode=AutoresetMode.SAME_STEP)
