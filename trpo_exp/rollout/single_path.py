@@ -71,18 +71,17 @@ class SinglePathSampler:
             rewards.append(reward)
             terminated.append(term)
             truncated.append(trunc)
-            # The info dict is empty unless an episode ended (DiscardStepInfo; the vector env adds
-            # 'final_obs' then), so most steps skip the per-env episode bookkeeping below.
-            if info:  # the final observations of truncated episodes bootstrap V
-                for j in np.flatnonzero(trunc):
-                    raw_final.append(info["final_obs"][j])
-                    final_obs.append(self.normalizer(info["final_obs"][j]))
             raw_seen.append(raw_next)
             self.raw_obs = raw_next
             normalized = self.normalizer(raw_next)
             self.ep_return += reward
             self.ep_length += 1
+            # The info dict is empty unless an episode ended (DiscardStepInfo; the vector env adds
+            # 'final_obs' then), so most steps skip the per-env episode bookkeeping below.
             if info:
+                for j in np.flatnonzero(trunc):  # the final observations of truncated episodes bootstrap V
+                    raw_final.append(info["final_obs"][j])
+                    final_obs.append(self.normalizer(info["final_obs"][j]))
                 for j in np.flatnonzero(term | trunc):
                     returns.append(float(self.ep_return[j]))
                     lengths.append(int(self.ep_length[j]))
