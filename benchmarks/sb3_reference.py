@@ -1,7 +1,8 @@
 """The reference side by side: sb3-contrib's TRPO with the RL Zoo's MuJoCo settings
 (rl-baselines3-zoo hyperparams/trpo.yml: 2 envs x 1024 steps, VecNormalize on observations and
 rewards, delta 0.01, 25 CG iterations, damping 0.1, lambda 0.95, 20 critic epochs x 128 at 1e-3;
-the Zoo's HalfCheetah takes ``--target-kl 0.04`` and its Swimmer ``--gamma 0.9999``),
+the Zoo's HalfCheetah has delta 0.04 and its Swimmer gamma 0.9999: ZOO_PER_ENV, taken unless
+``--target-kl`` / ``--gamma`` say otherwise),
 one run per seed, scored as benchmarks/returns.py scores ours: the final deterministic evaluation
 over 10 episodes (observation statistics frozen, raw rewards).
 
@@ -26,6 +27,9 @@ import time
 
 import numpy as np
 import torch
+
+# The RL Zoo's per-env departures from its MuJoCo defaults (gamma 0.99, target_kl 0.01), by env name.
+ZOO_PER_ENV = {"HalfCheetah": {"target_kl": 0.04}, "Swimmer": {"gamma": 0.9999}}
 
 
 def final_eval(model, train_env, env_id: str, seed: int, episodes: int = 10) -> float:
@@ -55,9 +59,13 @@ def main() -> None:
     parser.add_argument("--env", default="Hopper-v5")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=100_000)
-    parser.add_argument("--gamma", type=float, default=0.99)
-    parser.add_argument("--target-kl", type=float, default=0.01, help="per action dimension (see above)")
+    parser.add_argument("--gamma", type=float, help="default: the Zoo's for the env (0.99; Swimmer 0.9999)")
+    parser.add_argument("--target-kl", type=float,
+                        help="per action dimension (see above); default: the Zoo's (0.01; HalfCheetah 0.04)")
     opts = parser.parse_args()
+    zoo = {"gamma": 0.99, "target_kl": 0.01, **ZOO_PER_ENV.get(opts.env.split("-")[0], {})}
+    opts.gamma = zoo["gamma"] if opts.gamma is None else opts.gamma
+    opts.target_kl = zoo["target_kl"] if opts.target_kl is None else opts.target_kl
     torch.set_num_threads(1)
     scores = []
     for seed in opts.seeds:
@@ -69,7 +77,7 @@ def main() -> None:
         model.learn(opts.steps)
         wall = time.perf_counter() - start
         scores.append(final_eval(model, env, opts.env, seed))
-        print(f"sb3-contrib trpo {opts.env} seed {seed}: final eval {scores[-1]:.1f} ({wall:.0f} s)", flush=True)
+        print(f"sb3-contrib trpo {opts.env} (gamma {opts.gamma}, target_kl {opts.target_kl}) seed {seed}: final eval {scores[-1]:.1f} ({wall:.0f} s)", flush=True)
     se = statistics.stdev(scores) / len(scores) ** 0.5 if len(scores) > 1 else float("nan")
     print(f"mean {statistics.mean(scores):.0f} +- {se:.0f} SE over seeds {opts.seeds}")
 
