@@ -219,6 +219,7 @@ BAD_INPUT = [
     ("env.num_envs=0", "env.num_envs", "0"),
     ("algo.backtrack_coeff=1.0", "algo.backtrack_coeff", "1.0"),
     ("algo.fvp_subsample=0", "algo.fvp_subsample", "0"),
+    ("algo.vf_adam_eps=0", "algo.vf_adam_eps", "0"),
     # vine: an env that cannot restore its state, and the rollout-set sizes
     ("algo=trpo_vine env.id=FrozenLake-v1", "env.id", "FrozenLake-v1"),
     ("algo=trpo_vine algo.vine.num_actions=1", "algo.vine.num_actions", "1"),

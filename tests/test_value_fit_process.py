@@ -30,6 +30,9 @@ from trpo_exp.value_process import ValueFitError, ValueFitProcess
 
 CASES = {  # a few iterations each
     "trpo-cartpole": ["algo=trpo", "env=cartpole", "total_steps=6144", "eval.every=1", "eval.episodes=2"],
+    # Adam's epsilon reaches the fit in both processes
+    "trpo-cartpole-adam-eps": ["algo=trpo", "env=cartpole", "total_steps=4096", "algo.vf_adam_eps=1e-5",
+                               "eval.every=0"],
     # Pop-Art: the statistics are updated in the main process before the job is sent
     "trpo-hopper-popart": ["algo=trpo", "env=hopper", "total_steps=4096", "env.num_envs=2",
                            "algo.steps_per_iter=1024", "algo.vf_normalize_targets=true", "eval.every=2",
@@ -89,6 +92,8 @@ def test_the_fit_in_a_second_process_changes_no_number(tmp_path, case):
     submitted, process = train_in_process([*CASES[case], *COMMON, ON], there)
     assert_same_run(there, here)
     assert submitted == list(range(1, len(metrics_rows(there)))), "every fit but the last one overlaps sampling"
+    eps = 1e-5 if "algo.vf_adam_eps=1e-5" in CASES[case] else 1e-8
+    assert [g["eps"] for g in checkpoint.load(there / CHECKPOINT)["value_optimizer"]["param_groups"]] == [eps]
     assert process is not None and process.exitcode == 0  # told to end, by Trainer.close()
 
 

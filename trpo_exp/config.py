@@ -109,6 +109,9 @@ class AlgoConfig:
     """Initial log standard deviation of the Gaussian policy (state-independent); Box actions only."""
     vf_lr: float = 3e-3
     """Adam learning rate of the value baseline, > 0."""
+    vf_adam_eps: float = 1e-8
+    """Adam's epsilon in the value fit, > 0 (torch's default). SB3 uses 1e-5; on Hopper at 100k steps
+    that value lifted the final return by 400 +- 120 SE over 20 seeds (README, Returns on MuJoCo)."""
     vf_epochs: int = 5
     """Passes over the batch when fitting the value baseline, >= 1."""
     vf_batch_size: int = 256
@@ -129,6 +132,7 @@ class AlgoConfig:
         require(self.activation in ACTIVATIONS, k + "activation", self.activation,
                 f"one of {', '.join(ACTIVATIONS)}")
         require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
+        require(self.vf_adam_eps > 0, k + "vf_adam_eps", self.vf_adam_eps, "must be > 0")
         require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
         require(self.vf_batch_size >= 1, k + "vf_batch_size", self.vf_batch_size, "must be >= 1")
 

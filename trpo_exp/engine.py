@@ -125,7 +125,7 @@ class Trainer:
                                           a.hidden_sizes, a.activation, a.log_std_init).to(self.device)
         value_net_args = (obs_shape[0], list(a.hidden_sizes), a.activation, a.vf_normalize_targets)
         self.value_net = ValueNet(*value_net_args).to(self.device)
-        self.value_optimizer = make_value_optimizer(self.value_net, a.vf_lr)
+        self.value_optimizer = make_value_optimizer(self.value_net, a.vf_lr, a.vf_adam_eps)
         algorithm = algorithms.get(a.name)
         self.policy_step = algorithm.make_step(a, self.policy)
         self.sampler = SinglePathSampler(envs, seeds[:-1], self.normalizer, self.device)
@@ -138,7 +138,7 @@ class Trainer:
         self.iteration_done = 0  # policy iterations completed (and logged)
         self.wall_time_before = 0.0  # training wall time of the segments before a resume
         # Last: it starts at once (and takes a while to import torch) while the run starts here.
-        self.value_process = (ValueFitProcess(value_net_args, a.vf_lr, cfg.torch_threads)
+        self.value_process = (ValueFitProcess(value_net_args, a.vf_lr, a.vf_adam_eps, cfg.torch_threads)
                               if cfg.value_fit_process else None)
 
     # --- one iteration, one named function per step -------------------------------------------

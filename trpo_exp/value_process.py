@@ -66,8 +66,9 @@ class ValueFitProcess:
     """A worker process that runs one value fit at a time: ``submit`` it, ``join`` it (which loads
     the result into the main process's net and optimizer)."""
 
-    def __init__(self, net_args: ValueNetArgs, lr: float, threads: int):
-        self._worker = WorkerProcess(_value_fit_handler, (tuple(net_args), lr), threads, "trpo_exp value fit")
+    def __init__(self, net_args: ValueNetArgs, lr: float, eps: float, threads: int):
+        self._worker = WorkerProcess(_value_fit_handler, (tuple(net_args), lr, eps), threads,
+                                     "trpo_exp value fit")
         self._in_flight: Optional[int] = None  # the iteration whose fit is running
 
     @property
@@ -125,10 +126,10 @@ class ValueFitProcess:
         self._worker.close()
 
 
-def _value_fit_handler(net_args: ValueNetArgs, lr: float) -> Handler:
+def _value_fit_handler(net_args: ValueNetArgs, lr: float, eps: float) -> Handler:
     """In the worker: one value net and optimizer, whose states every job replaces."""
     value_net = ValueNet(*net_args)  # its initial weights are replaced by every job's
-    optimizer = make_value_optimizer(value_net, lr)
+    optimizer = make_value_optimizer(value_net, lr, eps)
     return lambda request: _dumps(_fit(value_net, optimizer, _loads(request)))
 
 

@@ -7,11 +7,11 @@ import torch
 from trpo_exp.nets import ValueNet
 
 
-def make_value_optimizer(value_net: ValueNet, lr: float) -> torch.optim.Optimizer:
+def make_value_optimizer(value_net: ValueNet, lr: float, eps: float) -> torch.optim.Optimizer:
     """The value fit's Adam (the engine's, and the value-fit process's: see trpo_exp.value_process).
     fused: one kernel for all parameters; the value fit is most of the update time and this makes it
     ~28% faster on CPU (10 epochs x 2048 samples: 0.18 s -> 0.13 s, 1 thread)."""
-    return torch.optim.Adam(value_net.parameters(), lr=lr, fused=True)
+    return torch.optim.Adam(value_net.parameters(), lr=lr, eps=eps, fused=True)
 
 
 def draw_orders(n: int, epochs: int, device: torch.device) -> torch.Tensor:
