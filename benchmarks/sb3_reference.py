@@ -77,7 +77,8 @@ def main() -> None:
         model.learn(opts.steps)
         wall = time.perf_counter() - start
         scores.append(final_eval(model, env, opts.env, seed))
-        print(f"sb3-contrib trpo {opts.env} (gamma {opts.gamma}, target_kl {opts.target_kl}) seed {seed}: final eval {scores[-1]:.1f} ({wall:.0f} s)", flush=True)
+        print(f"sb3-contrib trpo {opts.env} (gamma {opts.gamma}, target_kl {opts.target_kl}) seed {seed}: "
+              f"final eval {scores[-1]:.1f} ({wall:.0f} s)", flush=True)
     se = statistics.stdev(scores) / len(scores) ** 0.5 if len(scores) > 1 else float("nan")
     print(f"mean {statistics.mean(scores):.0f} +- {se:.0f} SE over seeds {opts.seeds}")
 
