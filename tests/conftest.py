@@ -22,13 +22,6 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Pin the CPU code paths of the BLAS (MKL) and of torch's vectorised kernels to AVX2 for runs
-# whose numbers are compared against files in the repository (tests/golden/): MKL picks other
-# kernels on AVX-512/AMX machines (measured: different metrics from the same seed), and the golden
-# files must hold on any x86-64 machine with AVX2, not only on the one that wrote them.
-PORTABLE_NUMERICS_ENV = {"MKL_CBWR": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}
-
-
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--update-golden", action="store_true",
                      help="rewrite tests/golden/ from this tree's runs (for a deliberate change of numbers)")

@@ -13,6 +13,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any, Optional
 
+from trpo_exp import numerics
 from trpo_exp.util import redact_secrets
 
 PACKAGES = ("torch", "gymnasium", "mujoco", "hydra-core", "omegaconf", "optuna", "wandb", "numpy")
@@ -68,31 +69,6 @@ def gpu_name() -> Optional[str]:
     return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
-NUMERICS_ENV = ("MKL_CBWR", "ATEN_CPU_CAPABILITY", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def numerics() -> dict[str, Any]:
-    """What decides the low-level numerics on this machine: the same seed gives bit-identical runs
-    only where these (and the library versions) agree. MKL picks its kernels by CPU unless
-    MKL_CBWR pins them (see README, Reproducibility)."""
-    import os
-
-    import torch
-
-    return {"torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "cpu_flags": _simd_flags(), **{k: os.environ.get(k) for k in NUMERICS_ENV}}
-
-
-def _simd_flags() -> list[str]:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(f for f in line.split(":", 1)[1].split() if f.startswith(("avx", "amx", "fma")))
-    except OSError:
-        pass
-    return []
-
-
 SLURM_ENV = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID", "array_task_id": "SLURM_ARRAY_TASK_ID",
              "node": "SLURMD_NODENAME", "partition": "SLURM_JOB_PARTITION", "restart_count": "SLURM_RESTART_COUNT"}
 
@@ -122,5 +98,5 @@ def collect(command: Optional[list[str]] = None) -> dict[str, Any]:
         "cpu": cpu_name(),
         "cpu_count": os.cpu_count(),
         "gpu": gpu_name(),
-        "numerics": numerics(),
+        "numerics": numerics.describe(),
     }
