@@ -22,8 +22,9 @@ from types import FrameType
 from typing import Optional
 
 from sweeps.definition import SweepError, SweepSpec, available, load, search_space
+from trpo_exp.redact import redact_secrets
 from trpo_exp.signals import Terminated
-from trpo_exp.util import atomic_write_text, redact_secrets
+from trpo_exp.util import atomic_write_text
 
 EXIT_USAGE = 2
 USAGE = "usage: python -m sweeps <name> [sweep.key=value ...] [trpo_exp overrides ...]  |  --list"

@@ -34,7 +34,8 @@ from optuna.trial import FrozenTrial, TrialState
 from sweeps.definition import SweepError, SweepSpec, enqueued, search_space, tuning_seeds
 from sweeps.launch import is_hydra_override
 from sweeps.trial_report import PRUNER_ATTR, STORAGE_PASSWORD_ENV, open_storage
-from trpo_exp.util import first_line, redact_secrets, split_url_password, with_url_password
+from trpo_exp.redact import redact_secrets, split_url_password, with_url_password
+from trpo_exp.util import first_line
 
 SLOT_ATTR = "sweep:slot"  # system attr of a pre-created trial: its slot index (kept by retries)
 FAILURE_ATTR = "sweep:failure"  # system attr of a trial whose runs raised (a real error)

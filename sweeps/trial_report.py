@@ -26,7 +26,7 @@ from optuna.trial import TrialState
 
 from trpo_exp.engine import StopRun
 from trpo_exp.record import Status
-from trpo_exp.util import with_url_password
+from trpo_exp.redact import with_url_password
 
 HOOK_NAME = "trial"
 """The run config's hooks.<name> of the reporter; analysis groups runs by hooks.trial.study/number."""

@@ -100,3 +100,20 @@ def test_bad_credentials_or_unreachable_server_is_one_line_before_any_trial(tmp_
         result.stderr
     assert "wrong-pw" not in result.stderr and PASSWORD not in result.stderr
     assert not (tmp_path / "sweep" / "trials").exists()
+
+
+@pytest.mark.parametrize("form", ["userinfo", "query"])
+def test_no_byte_of_the_password_reaches_any_file_with_wandb(tmp_path, postgres, form):
+    """The default launcher and logger=wandb: the trials' and the report run's .wandb files record
+    the worker's command line (W&B metadata); no file under the sweep dir, binary or not, nor the
+    output, holds the password, in either URL form."""
+    url = _database(postgres, f"wandb_{form}")
+    if form == "query":
+        url = url.replace(f":{PASSWORD}@", "@") + f"?password={PASSWORD}"
+    args = ["trpo_cartpole", f"sweep.dir={tmp_path / 'sweep'}", "sweep.study=wb", f"sweep.storage='{url}'",
+            "sweep.n_trials=2", *TINY, "logger=wandb", "sweep.report_seeds=1"]
+    result = run_cli(args, module="sweeps", timeout=900)
+    assert PASSWORD not in result.stdout + result.stderr
+    files = [p for p in (tmp_path / "sweep").rglob("*") if p.is_file()]
+    assert any(p.suffix == ".wandb" for p in files), "no W&B file was written: the test would prove nothing"
+    assert not [p for p in files if PASSWORD.encode() in p.read_bytes()]

@@ -76,13 +76,22 @@ def test_run_json_is_strict_json_even_with_nan_and_inf(tmp_path):
     assert info["status"] == "finished" and info["eval_return_mean"] == 1.5
 
 
+def progress_iteration(run_dir) -> int:
+    """The iteration run.json's progress has reached (0 before run.json has any)."""
+    try:
+        progress = json.loads((run_dir / "run.json").read_text()).get("progress") or {}
+    except (OSError, ValueError):  # not written yet
+        return 0
+    return int(progress.get("iteration") or 0)
+
+
 def test_a_killed_run_shows_as_stale_in_the_summary(tmp_path):
     from trpo_exp.summary import format_table, load_runs
 
     run_dir = tmp_path / "0_run"
     proc = start_cli(["env=cartpole", "total_steps=10000000", "logger=none"], run_dir=run_dir)
-    wait_for(lambda: (run_dir / "metrics.csv").exists() and len((run_dir / "metrics.csv").read_text().splitlines()) > 2,
-             "two rows", proc)
+    # Wait for what the assertions read: run.json's progress (written after the rows), not the rows.
+    wait_for(lambda: progress_iteration(run_dir) >= 2, "run.json progress at iteration 2", proc)
     assert " running " in format_table(load_runs(tmp_path))
     proc.send_signal(signal.SIGKILL)
     proc.wait()

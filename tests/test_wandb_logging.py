@@ -29,7 +29,7 @@ def test_offline_run_history_matches_metrics_csv(tmp_path):
     run = read_offline_run(offline_dir)
     assert run.warnings == []
     assert run.run_id == info["wandb_run_id"]
-    assert run.name == "trpo-cartpole-s3" and run.group == "trpo-cartpole"
+    assert run.name == "trpo-cartpole-s3" and run.group == info["group"] and run.group.startswith("trpo-cartpole-")
     assert {"trpo", "CartPole-v1", "seed=3"} <= set(run.tags)
     assert run.config["algo"]["max_kl"] == 0.02 and run.config["seed"] == 3
     assert [row["_step"] for row in run.history] == metrics["env_steps"].tolist()
@@ -59,16 +59,18 @@ def test_online_without_network_falls_back_to_the_local_record(tmp_path):
     assert "W&B could not start" in (run_dir / "__main__.log").read_text()
 
 
-def test_multirun_jobs_are_separate_wandb_runs_in_one_group(tmp_path):
-    cli(tmp_path / "sweep", "env=cartpole", "total_steps=2048", "seed=1,2", "eval.episodes=1", multirun=True)
+def test_multirun_jobs_are_separate_wandb_runs_grouped_by_setting(tmp_path):
+    """One W&B group per setting (everything but the seed): W&B's grouped view averages a group."""
+    cli(tmp_path / "sweep", "env=cartpole", "total_steps=2048", "algo=pg,trpo", "seed=1,2", "eval.episodes=1",
+        multirun=True)
     infos = [json.loads(p.read_text()) for p in sorted((tmp_path / "sweep").glob("*/run.json"))]
-    assert len(infos) == 2
-    assert infos[0]["group"] == infos[1]["group"]
-    assert infos[0]["wandb_run_id"] != infos[1]["wandb_run_id"]
+    assert len(infos) == 4 and len({i["wandb_run_id"] for i in infos}) == 4
+    groups = {(i["algo"], i["group"]) for i in infos}
+    assert len(groups) == 2 and {a for a, _ in groups} == {"pg", "trpo"}, groups
     runs = [read_offline_run(next((tmp_path / "sweep" / p).glob("wandb/offline-run-*")))
             for p in sorted(os.listdir(tmp_path / "sweep")) if (tmp_path / "sweep" / p / "wandb").exists()]
-    assert {r.group for r in runs} == {infos[0]["group"]}
-    assert sorted(r.name for r in runs) == ["trpo-cartpole-s1", "trpo-cartpole-s2"]
+    assert {(r.name.split("-")[0], r.group) for r in runs} == groups
+    assert sorted(r.name for r in runs) == ["pg-cartpole-s1", "pg-cartpole-s2", "trpo-cartpole-s1", "trpo-cartpole-s2"]
 
 
 def test_provenance_fields_in_run_json(tmp_path):

@@ -115,7 +115,9 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
         _restore_hydra_files(run_dir)  # a refused command must not leave its config in the old record
         raise
     name = run_name(config)
-    group = config.logger.group or context.group or name.rsplit("-s", 1)[0]
+    # One W&B group per setting (all but the seed): W&B's grouped view averages a group's runs.
+    setting = f"{name.rsplit('-s', 1)[0]}-{rundir.setting_digest(asdict(config))}"
+    group = config.logger.group or (f"{context.group}-{setting}" if context.group else setting)
     resume_from = plan.resume["iteration"] if plan.resume is not None else None
     previous = plan.previous or {}
     record = RunRecord(run_dir, {

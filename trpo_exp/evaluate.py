@@ -121,7 +121,7 @@ def evaluate_run(run_dir: Path, options: dict[str, Any]) -> dict[str, Any]:
     with open(run_dir / "evaluations.jsonl", "a") as f:
         f.write(json.dumps(entry) + "\n")
     if options["wandb"] and videos:
-        _attach_to_wandb(run_dir, videos)
+        _attach_to_wandb(run_dir, videos, state["config"])
     return entry
 
 
@@ -161,7 +161,7 @@ class _VideoRecorder:
         return paths
 
 
-def _attach_to_wandb(run_dir: Path, videos: list[Path]) -> None:
+def _attach_to_wandb(run_dir: Path, videos: list[Path], config: dict[str, Any]) -> None:
     """Add the videos to the run's own W&B run (offline: uploaded with the run by ``wandb sync``)."""
     from trpo_exp.record.reader import read_info
 
@@ -170,9 +170,14 @@ def _attach_to_wandb(run_dir: Path, videos: list[Path]) -> None:
         raise EvaluateError(f"wandb=true is not allowed: the run in {run_dir} has no W&B run")
     import wandb
 
-    run = wandb.init(id=info["wandb_run_id"], resume="allow", dir=str(run_dir),
-                     mode=info.get("wandb_mode") or "offline", project="trpo_exp",
-                     settings=wandb.Settings(console="off", silent=True))
+    from trpo_exp.wandb_logger import start_wandb_run, wandb_settings
+
+    # The run's own config and group again: a segment without them reads as an unknown run.
+    run = start_wandb_run(id=info["wandb_run_id"], resume="allow", dir=str(run_dir),
+                          mode=info.get("wandb_mode") or "offline",
+                          project=(config.get("logger") or {}).get("project") or "trpo_exp",
+                          group=info.get("group"), name=info.get("name"), config=config,
+                          settings=wandb_settings())
     run.log({f"eval/video_{i}": wandb.Video(str(v), format="mp4") for i, v in enumerate(videos)})
     run.finish()
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from trpo_exp import numerics
-from trpo_exp.util import redact_secrets
+from trpo_exp.redact import redact_secrets
 
 PACKAGES = ("torch", "gymnasium", "mujoco", "hydra-core", "omegaconf", "optuna", "wandb", "numpy")
 MAX_DIFF_BYTES = 1_000_000  # a diff larger than this is cut (and says so): run.json stays readable

@@ -13,6 +13,8 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
 import socket
 from dataclasses import dataclass
@@ -97,6 +99,13 @@ def plan(run_dir: Path, config_dict: dict[str, Any], fresh: bool) -> Plan:
                           f"{' ...' if len(differ) > 6 else ''} (use the run's own config, another "
                           f"hydra.run.dir, or fresh=true)")
     return Plan(resume=state, previous=info)
+
+
+def setting_digest(config: dict[str, Any]) -> str:
+    """8 hex digits naming a run's setting: every key that changes its numbers but the seed. Runs
+    that differ only in their seed share it (the W&B group)."""
+    flat = {k: v for k, v in flatten(config).items() if k != "seed" and not k.startswith(RESUME_FREE_KEYS)}
+    return hashlib.sha256(json.dumps(flat, sort_keys=True, default=str).encode()).hexdigest()[:8]
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:

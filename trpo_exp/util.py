@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import os
-import re
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Optional, Union
 
@@ -49,33 +48,6 @@ def flatten(tree: Any, prefix: str = "", leaf: Optional[Callable[[Any], Any]] = 
     elif prefix:
         out[prefix[:-1]] = leaf(tree) if leaf is not None else tree
     return out
-
-
-_URL_PASSWORD = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s]*:)(?P<password>[^@\s]*)(?=@)")
-
-
-def redact_secrets(text: str) -> str:
-    """Passwords in URLs (``scheme://user:password@host``) replaced by ``***``: for every message,
-    record and file a password could reach (storage URLs of sweeps, command lines)."""
-    return _URL_PASSWORD.sub(lambda m: m.group("head") + "***", text)
-
-
-def split_url_password(url: str) -> tuple[str, Optional[str]]:
-    """``scheme://user:pw@host/db`` -> (``scheme://user@host/db``, ``pw``); (url, None) without one."""
-    m = _URL_PASSWORD.search(url)
-    if m is None:
-        return url, None
-    return url[:m.start("password") - 1] + url[m.end("password"):], m.group("password")
-
-
-def with_url_password(url: str, password: Optional[str]) -> str:
-    """The inverse of split_url_password: put ``password`` back into a URL that has a user but none."""
-    if not password:
-        return url
-    m = re.match(r"(?P<head>[A-Za-z][A-Za-z0-9+.\-]*://)(?P<user>[^:/@\s]+)@", url)
-    if m is None:
-        return url
-    return f"{m.group('head')}{m.group('user')}:{password}@{url[m.end():]}"
 
 
 def sample_std(values: Iterable[float]) -> float:

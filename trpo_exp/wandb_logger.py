@@ -7,13 +7,17 @@ dies), it logs one warning saying what happened and switches itself off.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Optional
 
 from trpo_exp.config import LoggerConfig
 from trpo_exp.record import STEP, WANDB_KEYS, Status
+from trpo_exp.redact import redact_secrets
 from trpo_exp.util import first_line
 
 log = logging.getLogger("trpo_exp")
@@ -29,6 +33,35 @@ def wandb_row(row: dict[str, Any]) -> dict[str, Any]:
             continue
         out[WANDB_KEYS[column]] = value
     return out
+
+
+@contextlib.contextmanager
+def _argv_redacted() -> Iterator[None]:
+    """W&B records this process's command line (``sys.argv``) in the run's metadata, inside the
+    .wandb file and wandb-metadata.json; a sweep worker's command line may hold its storage
+    password. W&B reads it while the run starts: show it the redacted one."""
+    argv = sys.argv
+    sys.argv = [redact_secrets(a) for a in argv]
+    try:
+        yield
+    finally:
+        sys.argv = argv
+
+
+def start_wandb_run(**init: Any) -> Any:
+    """``wandb.init(**init)``, with the settings every run of this project uses and no secret in
+    its metadata: the one way the project starts a W&B run."""
+    import wandb
+
+    with _argv_redacted():
+        return wandb.init(**init)
+
+
+def wandb_settings(**extra: Any) -> Any:
+    import wandb
+
+    return wandb.Settings(console="off", silent=True, x_disable_stats=True, disable_git=True, save_code=False,
+                          **extra)
 
 
 def persisted_step(run_dir: Path, run_id: str) -> int:
@@ -67,14 +100,11 @@ class WandbMirror:
         if cfg.mode == "disabled":
             return
         try:
-            import wandb
-
-            settings = wandb.Settings(console="off", silent=True, init_timeout=cfg.init_timeout,
-                                      x_disable_stats=True, disable_git=True, save_code=False)
-            self.run = wandb.init(project=cfg.project, entity=cfg.entity, name=name, group=group,
-                                  job_type=cfg.job_type, tags=[*tags, *cfg.tags], config=config,
-                                  dir=str(self.run_dir), mode=cfg.mode,  # type: ignore[arg-type]
-                                  settings=settings, id=resume_id, resume="allow" if resume_id else None)
+            self.run = start_wandb_run(project=cfg.project, entity=cfg.entity, name=name, group=group,
+                                       job_type=cfg.job_type, tags=[*tags, *cfg.tags], config=config,
+                                       dir=str(self.run_dir), mode=cfg.mode,
+                                       settings=wandb_settings(init_timeout=cfg.init_timeout), id=resume_id,
+                                       resume="allow" if resume_id else None)
             self.run_id = self.run.id
         except BaseException as err:  # wandb raises its own errors, and may raise on Ctrl-C
             if isinstance(err, KeyboardInterrupt):
@@ -88,7 +118,7 @@ class WandbMirror:
         run, self.run = self.run, None
         if run is not None:
             try:
-                run.finish(exit_code=1, quiet=True)  # type: ignore[call-arg]  # quiet: accepted, not in its signature
+                run.finish(exit_code=1, quiet=True)  # quiet: accepted, not in its signature
             except (Exception, SystemExit):
                 pass
         # Shut wandb's service connection down now: otherwise its exit hook meets the broken
