@@ -68,3 +68,34 @@ def test_killed_and_resumed_run_equals_uninterrupted_run(tmp_path, case):
     assert info["status"] == "finished" and info["resumes"], info
     assert_same_outcome(run_dir, reference)
     assert not list(run_dir.glob(".*.tmp")), "a killed write's temporary file was left behind"
+
+
+def test_a_custom_env_without_snapshots_checkpoints_and_resumes_single_path(tmp_path):
+    """A user's plain gymnasium.Env (no simulator snapshot): single-path runs checkpoint without
+    env states; a resume starts new episodes (a warning says it is not bit-identical) and finishes."""
+    tests_dir = str(Path(__file__).resolve().parent)
+    args = ["env.id=plain_env:Drift-v0", "env.num_envs=2", "algo.steps_per_iter=256", "total_steps=8192",
+            "eval.episodes=1", *COMMON]
+    run_dir = tmp_path / "run"
+    proc = start_cli(args, run_dir=run_dir, env={"PYTHONPATH": tests_dir})
+    metrics = run_dir / "metrics.csv"
+    try:
+        wait_for(lambda: (run_dir / "checkpoint.pt").exists() and metrics.exists()
+                 and len(metrics.read_text().splitlines()) > 3, "3 rows and a checkpoint", proc)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    result = run_cli(args, run_dir=run_dir, env={"PYTHONPATH": tests_dir})
+    info = read_run_json(run_dir)
+    assert info["status"] == "finished" and info["env_steps"] == 8192 and info["resumes"], info.get("reason")
+    assert "no snapshot support" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_vine_with_a_custom_env_without_snapshots_is_refused_at_start(tmp_path):
+    tests_dir = str(Path(__file__).resolve().parent)
+    result = run_cli(["algo=trpo_vine", "env.id=plain_env:Drift-v0", "logger=none"], run_dir=tmp_path / "run",
+                     env={"PYTHONPATH": tests_dir}, check=False)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr
+    assert "algo=trpo_vine is not allowed with env.id='plain_env:Drift-v0'" in lines[0]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import gymnasium as gym
 import numpy as np
@@ -97,6 +97,11 @@ class DiscardStepInfo(gym.Wrapper):
         return obs, reward, terminated, truncated, {}
 
     # Called through the vector env (``envs.call``), so they work in async workers too.
+    def can_snapshot(self) -> bool:
+        from trpo_exp.envs.snapshot import supports_snapshot
+
+        return supports_snapshot(self)
+
     def get_state(self) -> Any:
         """The complete state of this env (trpo_exp.envs.snapshot), for checkpoints."""
         from trpo_exp.envs.snapshot import snapshot
@@ -176,9 +181,12 @@ def make_vector_env(cfg: EnvConfig, seeds: Sequence[int]) -> gym.vector.VectorEn
     return envs
 
 
-def vector_env_states(envs: gym.vector.VectorEnv) -> list[Any]:
-    """Snapshots of every env of a vector made by make_vector_env (sync or async)."""
-    return list(envs.call("get_state"))  # type: ignore[attr-defined]  # Sync and Async both have it
+def vector_env_states(envs: gym.vector.VectorEnv) -> Optional[list[Any]]:
+    """Snapshots of every env of a vector made by make_vector_env (sync or async); None when the
+    env cannot be snapshot (a user's own env: single-path runs do not need it)."""
+    if not all(envs.call("can_snapshot")):  # type: ignore[attr-defined]  # Sync and Async both have it
+        return None
+    return list(envs.call("get_state"))  # type: ignore[attr-defined]
 
 
 def restore_vector_env_states(envs: gym.vector.VectorEnv, snapshots: Sequence[Any]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 from typing import Any, Optional
 
 import gymnasium as gym
@@ -16,6 +18,8 @@ from trpo_exp.nets import Policy
 from trpo_exp.obs_norm import RunningObsNormalizer
 from trpo_exp.rollout.batch import Batch
 from trpo_exp.rollout.vine import RolloutState
+
+log = logging.getLogger("trpo_exp")
 
 
 class SinglePathSampler:
@@ -126,16 +130,33 @@ class SinglePathSampler:
     def state_dict(self) -> dict[str, Any]:
         """Where the envs are: their simulator states, the current observations and the running
         episode accumulators (episodes continue across iterations, and across a resume)."""
-        return {"envs": checkpoint.pack(vector_env_states(self.envs)),
+        env_states = vector_env_states(self.envs)
+        return {**({"envs": checkpoint.pack(env_states)} if env_states is not None else {}),
                 "raw_obs": torch.from_numpy(np.array(self.raw_obs)),
                 "ep_return": torch.from_numpy(self.ep_return.copy()),
                 "ep_length": torch.from_numpy(self.ep_length.copy())}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
+        if "envs" not in state:  # an env without snapshots: its episodes in progress start over
+            self._restart_episodes(state["raw_obs"].numpy())
+            return
         restore_vector_env_states(self.envs, checkpoint.unpack(state["envs"]))
         self.raw_obs = state["raw_obs"].numpy().copy()
         self.ep_return = state["ep_return"].numpy().copy()
         self.ep_length = state["ep_length"].numpy().copy()
+
+    def _restart_episodes(self, raw_obs_at_checkpoint: np.ndarray) -> None:
+        """Resume without the simulator states: new episodes, from reset seeds that the checkpoint
+        determines (a second resume from it restarts alike). The run goes on; from here it is not
+        bit-identical to an uninterrupted one."""
+        log.warning("env %s has no snapshot support: the episodes in progress at the checkpoint start over; "
+                    "the resumed run is not bit-identical to an uninterrupted one",
+                    self.envs.spec.id if self.envs.spec else "?")
+        entropy = int.from_bytes(hashlib.sha256(raw_obs_at_checkpoint.tobytes()).digest()[:8], "little")
+        seeds = np.random.SeedSequence(entropy).generate_state(self.envs.num_envs).tolist()
+        self.raw_obs, _ = self.envs.reset(seed=seeds)
+        self.ep_return = np.zeros(self.envs.num_envs)
+        self.ep_length = np.zeros(self.envs.num_envs, dtype=np.int64)
 
     def close(self) -> None:
         self.envs.close()
