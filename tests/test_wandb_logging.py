@@ -172,3 +172,19 @@ def test_a_killed_and_resumed_run_continues_its_wandb_run_without_lost_or_duplic
     wandb = rs.metrics.sort_values("env_steps")
     assert list(wandb["env_steps"]) == list(local["env_steps"])  # every row once, none lost
     assert list(wandb["rollout/return_mean"]) == list(local["return_mean"])
+
+
+def test_a_batch_without_a_policy_step_logs_no_step_metrics(tmp_path):
+    """A budget that ends in a shrunken batch: that iteration takes no policy step, so its row has
+    no kl/surrogate/step_accepted (empty, not 0) and W&B's summary keeps the last real step's kl."""
+    run_dir = tmp_path / "run"
+    cli(run_dir, "algo=trpo", "env=cartpole", "total_steps=4100", "eval.episodes=1")
+    metrics = pd.read_csv(run_dir / "metrics.csv")
+    assert len(metrics) == 3 and metrics["env_steps"].iloc[-1] == 4100
+    last = metrics.iloc[-1]
+    for column in ("kl", "surrogate_improvement", "expected_improvement", "backtracks", "step_accepted"):
+        assert pd.isna(last[column]), (column, last[column])
+    assert not pd.isna(last["entropy"]) and metrics["kl"].iloc[:2].gt(0).all()
+    run = read_offline_run(next((run_dir / "wandb").glob("offline-run-*")))
+    assert "train/kl" not in run.history[-1]
+    assert run.summary["train/kl"] == metrics["kl"].iloc[1]

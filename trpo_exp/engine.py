@@ -24,7 +24,7 @@ import torch
 
 from trpo_exp import algorithms, checkpoint, guard
 from trpo_exp.advantage import explained_variance, gae
-from trpo_exp.algos.common import PolicyStepStats, mean_entropy
+from trpo_exp.algos.common import mean_entropy
 from trpo_exp.algos.value import draw_orders, make_value_optimizer
 from trpo_exp.budget import trunk_steps
 from trpo_exp.config import Config, ConfigError
@@ -235,9 +235,13 @@ class Trainer:
             policy_batch, branch_steps = self.estimator.policy_batch(self.policy, self.value_net, batch,
                                                                      targets.advantages)
         t1 = time.perf_counter()
-        step_stats = self.policy_step(self.policy, policy_batch) if learn else no_step(self.policy, batch)
-        guard.check_numbers(index, "policy step", {"kl": step_stats.kl,
-                                                   "surrogate_improvement": step_stats.surrogate_improvement})
+        if learn:
+            step_stats = self.policy_step(self.policy, policy_batch)
+            guard.check_numbers(index, "policy step", {"kl": step_stats.kl,
+                                                       "surrogate_improvement": step_stats.surrogate_improvement})
+            step_row = asdict(step_stats)
+        else:  # no step, so no step's metrics: empty cells, and W&B's summary keeps the last real step's
+            step_row = {"entropy": mean_entropy(self.policy, batch.obs.flatten(0, 1))}
         guard.check_parameters(index, "policy", self.policy.named_parameters())
         ev = explained_variance(targets.values.flatten(), targets.returns.flatten())
         job = self.value_fit_job(batch, targets, self.estimator.value_samples())
@@ -246,7 +250,7 @@ class Trainer:
         self.episodes_total += len(batch.episode_returns)
         self.recent_returns.extend(batch.episode_returns)
         row = {"iteration": index, "env_steps": self.env_steps, "branch_steps": self.branch_steps,
-               **episode_stats(batch), "episodes_total": self.episodes_total, **asdict(step_stats)}
+               **episode_stats(batch), "episodes_total": self.episodes_total, **step_row}
         return Update(index, row, ev, job, batch.num_steps + branch_steps,
                       time_sample_s=sampled.t_end - sampled.t_start + t1 - t_start,
                       time_update_s=time.perf_counter() - t1)
@@ -437,12 +441,6 @@ class CheckpointSchedule:
             self.last = time.monotonic()
             if self.signals is not None:
                 self.signals.checkpoint_saved(index)
-
-
-def no_step(policy: Policy, batch: Batch) -> PolicyStepStats:
-    """The stats of an iteration whose batch the policy does not learn from (see Trainer.collect)."""
-    return PolicyStepStats(kl=0.0, surrogate_improvement=0.0, expected_improvement=math.nan, backtracks=0,
-                           step_accepted=False, entropy=mean_entropy(policy, batch.obs.flatten(0, 1)))
 
 
 def episode_stats(batch: Batch) -> dict[str, float]:
