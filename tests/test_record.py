@@ -44,6 +44,24 @@ def test_sigterm_mid_run_checkpoints_closes_the_record_and_the_same_command_resu
     assert info["resumes"][0]["from_iteration"] == len(rows) and resumed.returncode == 143
 
 
+def test_ctrl_c_mid_run_checkpoints_the_iteration_it_was_in(tmp_path):
+    """Ctrl-C acts as SIGTERM does (exit 130): the resumed run redoes no iteration, even with no
+    periodic checkpoint due."""
+    run_dir = tmp_path / "run"
+    args = ["env=cartpole", "total_steps=10000000", "logger=none", "checkpoint_interval_s=3600"]
+    proc = start_cli(args, run_dir=run_dir)
+    metrics = run_dir / "metrics.csv"
+    wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 4, "three rows of metrics.csv",
+             proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in stderr, stderr[-2000:]
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["reason"].startswith("interrupted by Ctrl-C (SIGINT) after iteration"), info["reason"]
+    rows = len(metrics.read_text().splitlines()) - 1
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["iteration"] == rows >= 3
+
+
 def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_path):
     def run(tag, *overrides):
         run_dir = tmp_path / tag

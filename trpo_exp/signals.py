@@ -6,6 +6,8 @@ scancel) and can be asked to send SIGUSR1 ahead of the time limit (sbatch --sign
   one after the current iteration and then ends the run (``Terminated``), so a requeued job or the
   same command run again resumes from there. A second SIGTERM ends the run at once (the previous
   checkpoint is kept: checkpoints are written atomically).
+- Ctrl-C (SIGINT) does what SIGTERM does, with exit status 130: a run stopped by hand resumes from
+  the iteration it was in, not from the last periodic checkpoint.
 - Under a job manager that handles SIGUSR1 itself (submitit: Hydra's submitit launcher requeues the
   job on the signal SLURM sends before the time limit or on preemption), its handler is called once
   the checkpoint is saved: the run checkpoints first, then the job is requeued, and the requeued job
@@ -15,6 +17,7 @@ scancel) and can be asked to send SIGUSR1 ahead of the time limit (sbatch --sign
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from types import FrameType
 from typing import Any, Optional
@@ -28,17 +31,22 @@ class Terminated(BaseException):
         self.exit_code = exit_code
 
 
+# The signals that stop a run: how its record names the stop, and the exit status (128 + signal).
+_STOPS = {signal.SIGTERM: ("terminated by SIGTERM", 143), signal.SIGINT: ("interrupted by Ctrl-C (SIGINT)", 130)}
+
+
 class RunSignals:
     def __init__(self) -> None:
         self.training = False
         self.checkpoint_requested = False
         self.stop_requested = False
         self.usr1_pending = False
+        self.stop_signal = signal.SIGTERM
         self._previous: dict[int, Any] = {}
 
     def install(self) -> RunSignals:
         if threading.current_thread() is threading.main_thread():  # Python delivers signals there only
-            for signum in (signal.SIGTERM, signal.SIGUSR1):
+            for signum in (signal.SIGTERM, signal.SIGUSR1, signal.SIGINT):
                 self._previous[signum] = signal.signal(signum, self._handle)
         return self
 
@@ -56,8 +64,13 @@ class RunSignals:
                 return
             self.checkpoint_requested = self.usr1_pending = True
             return
+        name, code = _STOPS[signal.Signals(signum)]
         if not self.training or self.stop_requested:
-            raise Terminated("terminated by SIGTERM")
+            raise Terminated(f"{name}", exit_code=code)
+        if signum == signal.SIGINT:
+            print("trpo_exp: Ctrl-C: the run stops after this iteration, with a checkpoint "
+                  "(Ctrl-C again: at once)", file=sys.stderr, flush=True)
+        self.stop_signal = signal.Signals(signum)
         self.checkpoint_requested = self.stop_requested = True
 
     def checkpoint_saved(self, iteration: int) -> None:
@@ -70,5 +83,6 @@ class RunSignals:
             if callable(previous):
                 previous(signal.SIGUSR1, None)
         if self.stop_requested:
-            raise Terminated(f"terminated by SIGTERM after iteration {iteration} (checkpoint saved: "
-                             f"run the same command again to resume)")
+            name, code = _STOPS[self.stop_signal]
+            raise Terminated(f"{name} after iteration {iteration} (checkpoint saved: "
+                             f"run the same command again to resume)", exit_code=code)
