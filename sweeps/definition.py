@@ -29,6 +29,9 @@ SAMPLERS = ("tpe", "random")
 PRUNERS = ("median", "none", "hyperband")
 OBJECTIVES = ("final_eval", "last_fraction")
 PARAM_TYPES = ("float", "int", "categorical")
+# A study creates its trial slots up front: far more than any cluster runs would take minutes
+# of database writes before the first trial starts.
+MAX_TRIALS = 100_000
 
 
 class SweepError(ValueError):
@@ -196,7 +199,7 @@ def check(spec: SweepSpec) -> None:
     """The checks that need nothing but the definition itself."""
     s = "sweep."
     _require(bool(spec.study) and "/" not in spec.study, s + "study", spec.study, "a non-empty name without '/'")
-    _require(spec.n_trials >= 1, s + "n_trials", spec.n_trials, "must be >= 1")
+    _require(1 <= spec.n_trials <= MAX_TRIALS, s + "n_trials", spec.n_trials, f"must be in [1, {MAX_TRIALS}]")
     _require(spec.seeds >= 1, s + "seeds", spec.seeds, "must be >= 1")
     _require(spec.seed_start >= 0, s + "seed_start", spec.seed_start, "must be >= 0")
     _require(spec.report_seeds >= 0, s + "report_seeds", spec.report_seeds, "must be >= 0")

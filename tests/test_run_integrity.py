@@ -93,7 +93,8 @@ def test_non_finite_numbers_stop_the_run_with_a_reason_and_keep_the_last_good_ch
 
 @pytest.mark.parametrize("override", ["algo.log_std_init=nan", "algo.lr=inf", "algo.max_kl=inf",
                                       "+algo.max_kll=0.5", "seed=4294967296", "torch_threads=100000",
-                                      "algo.hidden_sizes=[100000,100000]", "env.id=Blackjack-v1"])
+                                      "algo.hidden_sizes=[100000,100000]", "env.id=Blackjack-v1",
+                                      "algo.log_std_init=1e6", "+env.kwargs.max_episode_steps=-1"])
 def test_values_that_would_crash_later_are_refused_at_start(tmp_path, override):
     algo = "algo=pg" if "lr=" in override else "algo=npg" if "max_kl=" in override else "algo=trpo"
     result = run_cli([algo, override, "logger=none"], run_dir=tmp_path / "run", check=False)

@@ -165,6 +165,7 @@ BAD_INPUT = [
     (["sweep.storage=postgresql://nobody@127.0.0.1:9/none"], "storage"),
     (["sweep.report_seed_start=1"], "disjoint"),
     (["algo=nosuch"], "nosuch"),
+    (["sweep.n_trials=100000000000"], "sweep.n_trials=100000000000"),
 ]
 
 

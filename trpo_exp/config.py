@@ -106,7 +106,8 @@ class AlgoConfig:
     activation: str = "tanh"
     """Hidden activation: 'tanh' or 'relu'."""
     log_std_init: float = 0.0
-    """Initial log standard deviation of the Gaussian policy (state-independent); Box actions only."""
+    """Initial log standard deviation of the Gaussian policy (state-independent), in [-20, 5]
+    (std from 2e-9 to 148: beyond, the entropy and log-probabilities overflow); Box actions only."""
     vf_lr: float = 3e-3
     """Adam learning rate of the value baseline, > 0."""
     vf_adam_eps: float = 1e-8
@@ -133,6 +134,7 @@ class AlgoConfig:
                 k + "hidden_sizes", list(self.hidden_sizes), f"a non-empty list of widths in [1, {MAX_LAYER_WIDTH}]")
         require(self.activation in ACTIVATIONS, k + "activation", self.activation,
                 f"one of {', '.join(ACTIVATIONS)}")
+        require(-20.0 <= self.log_std_init <= 5.0, k + "log_std_init", self.log_std_init, "must be in [-20, 5]")
         require(self.vf_lr > 0, k + "vf_lr", self.vf_lr, "must be > 0")
         require(self.vf_adam_eps > 0, k + "vf_adam_eps", self.vf_adam_eps, "must be > 0")
         require(self.vf_epochs >= 1, k + "vf_epochs", self.vf_epochs, "must be >= 1")
@@ -282,6 +284,9 @@ class EnvConfig:
                 f"one of {', '.join(VECTOR_MODES)}")
         require(self.max_episode_steps is None or self.max_episode_steps >= 1,
                 "env.max_episode_steps", self.max_episode_steps, "null or >= 1")
+        limit = self.kwargs.get("max_episode_steps")  # gym.make's own time limit, through kwargs
+        require(limit is None or (isinstance(limit, int) and limit >= 1), "env.kwargs.max_episode_steps", limit,
+                "null or an integer >= 1 (prefer env.max_episode_steps)")
         require(self.clip_obs > 0, "env.clip_obs", self.clip_obs, "must be > 0")
         require(self.default_total_steps >= 1, "env.default_total_steps", self.default_total_steps,
                 "must be >= 1")
