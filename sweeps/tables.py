@@ -13,6 +13,7 @@ import pandas as pd
 from optuna.trial import TrialState
 
 from sweeps.study import FAILURE_ATTR, SLOT_ATTR
+from trpo_exp.record.writer import json_safe
 from trpo_exp.util import atomic_write, atomic_write_text
 
 
@@ -34,7 +35,11 @@ def trials_frame(study: optuna.Study, seeds: list[int]) -> pd.DataFrame:
             "run_dirs": " ".join(t.user_attrs.get("run_dirs", [])),
         }
         rows.append(row)
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    for column in ("slot", "retry_of"):  # trial numbers, empty where none: integers, never "1.0"
+        if column in frame:
+            frame[column] = frame[column].astype("Int64")
+    return frame
 
 
 def best(study: optuna.Study) -> Optional[optuna.trial.FrozenTrial]:
@@ -71,5 +76,6 @@ def write(sweep_dir: Path, study: optuna.Study, report: optuna.Study, storage_ur
     atomic_write(sweep_dir / "trials.csv", lambda p: frame.to_csv(p, index=False))
     atomic_write(sweep_dir / "trials.parquet", lambda p: frame.to_parquet(p, index=False))
     info = summary(study, report, storage_url, n_trials)
-    atomic_write_text(sweep_dir / "best_params.json", json.dumps(info, indent=2) + "\n")
+    # Strict JSON: a NaN score (a run that diverged) is null, never a bare NaN.
+    atomic_write_text(sweep_dir / "best_params.json", json.dumps(json_safe(info), indent=2, allow_nan=False) + "\n")
     return info

@@ -215,3 +215,29 @@ def test_a_second_study_never_writes_into_another_studys_records(tmp_path):
     lost = run_sweep(sweep_dir, "sweep.n_trials=1", "sweep.pruner.name=none", "sweep.report_seeds=0")
     assert lost.returncode == 2 and "has no such study" in lost.stderr, lost.stderr[-2000:]
     assert sorted(p.read_bytes() for p in (sweep_dir / "trials").rglob("run.json")) == records
+
+
+def test_sweep_tables_are_strict_json_and_trial_numbers_stay_integers(tmp_path):
+    """A diverged run's NaN score is null in best_params.json (never a bare NaN), and retry_of in
+    trials.csv is a trial number ("1"), not "1.0"."""
+    import json
+
+    import optuna
+
+    from sweeps import tables
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    study, report = optuna.create_study(direction="maximize"), optuna.create_study()
+    first = study.ask()
+    first.set_user_attr("scores", [float("nan"), 1.0])
+    study.tell(first, 1.0)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    retry = study.ask()
+    study._storage.set_trial_system_attr(retry._trial_id, "failed_trial", 1)
+    study.tell(retry, 0.5)
+    tables.write(tmp_path, study, report, "sqlite://", 3, [0, 1])
+    info = json.loads((tmp_path / "best_params.json").read_text(), parse_constant=lambda c: pytest.fail(f"bare {c}"))
+    assert info["best_trial"]["scores"] == [None, 1.0]
+    lines = (tmp_path / "trials.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    assert lines[3].split(",")[header.index("retry_of")] == "1"
