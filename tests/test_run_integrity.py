@@ -45,11 +45,19 @@ def test_resuming_with_another_config_is_refused_naming_the_keys(tmp_path):
     wait_for(lambda: metrics.exists() and len(metrics.read_text().splitlines()) >= 3, "two rows", proc)
     proc.terminate()
     proc.communicate(timeout=60)
-    rows = metrics.read_bytes()
+    rows, hydra = metrics.read_bytes(), hydra_files(run_dir)
     refused = run_cli([*args, "algo.max_kl=0.02", "algo.gamma=0.95"], run_dir=run_dir, check=False)
     line = one_line_error(refused)
     assert refused.returncode == 2 and "algo.max_kl was 0.01, now 0.02" in line and "algo.gamma" in line
     assert metrics.read_bytes() == rows and read_run_json(run_dir)["status"] == "failed"
+    assert hydra_files(run_dir) == hydra  # analysis labels the run from .hydra/: still max_kl 0.01
+    (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 damaged")
+    damaged = run_cli([*args, "algo.max_kl=0.02"], run_dir=run_dir, check=False)
+    assert damaged.returncode != 0 and hydra_files(run_dir) == hydra
+
+
+def hydra_files(run_dir: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((run_dir / ".hydra").iterdir())}
 
 
 def test_two_processes_cannot_share_a_run_dir(tmp_path):
@@ -57,10 +65,12 @@ def test_two_processes_cannot_share_a_run_dir(tmp_path):
     args = ["env=cartpole", "total_steps=10000000", "logger=none"]
     first = start_cli(args, run_dir=run_dir)
     wait_for(lambda: (run_dir / "metrics.csv").exists(), "the first run to start", first)
-    second = run_cli(args, run_dir=run_dir, check=False)
+    hydra = hydra_files(run_dir)
+    second = run_cli([*args, "seed=1"], run_dir=run_dir, check=False)
     first.kill()
     first.wait()
     assert second.returncode == 2 and "is in use by pid" in one_line_error(second)
+    assert hydra_files(run_dir) == hydra  # the live run's config, not the refused command's
 
 
 def test_default_run_dirs_of_simultaneous_runs_differ(tmp_path):

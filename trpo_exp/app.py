@@ -90,10 +90,13 @@ def run(config: Config, context: RunContext) -> dict[str, Any]:
     trpo_exp.rundir) and return its run.json content. The record is created first, so a signal at
     any later moment leaves it closed; the run dir is held exclusively until the end."""
     run_dir = context.run_dir
-    claim = rundir.claim(run_dir)
+    try:
+        claim = rundir.claim(run_dir)
+    except ConfigError:
+        _restore_hydra_files(run_dir)  # Hydra wrote this refused command's config over the live run's
+        raise
     signals = RunSignals().install()
     try:
-        _keep_hydra_files(run_dir)
         return _run(config, context, signals)
     finally:
         signals.uninstall()
@@ -111,9 +114,10 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
     run_dir = context.run_dir
     try:
         plan = rundir.plan(run_dir, asdict(config), config.fresh)
-    except ConfigError:
+    except BaseException:  # refused (another config, a damaged checkpoint) or stopped before it began
         _restore_hydra_files(run_dir)  # a refused command must not leave its config in the old record
         raise
+    _accept_hydra_files(run_dir)
     name = run_name(config)
     # One W&B group per setting (all but the seed): W&B's grouped view averages a group's runs.
     setting = f"{name.rsplit('-s', 1)[0]}-{rundir.setting_digest(asdict(config))}"
@@ -181,18 +185,28 @@ def _logged_up_to(previous: dict[str, Any]) -> Optional[int]:
     return int(steps) if isinstance(steps, int) else None
 
 
-def _keep_hydra_files(run_dir: Path) -> None:
-    """Keep a copy of the first .hydra/ written into a run dir, so that a refused later command
-    (Hydra writes its files before any check can run) can be undone."""
-    hydra_dir, first = run_dir / ".hydra", run_dir / ".hydra.first"
-    if hydra_dir.is_dir() and not first.exists() and not (run_dir / "run.json").exists():
-        shutil.copytree(hydra_dir, first)
+# Hydra writes a command's .hydra/ into the run dir before any check can run. The copy of the
+# last accepted command's files lets a refused command be undone, so .hydra/ always describes the
+# record beside it (analysis labels runs from it).
+ACCEPTED_HYDRA = ".hydra.accepted"
+
+
+def _accept_hydra_files(run_dir: Path) -> None:
+    hydra_dir, accepted = run_dir / ".hydra", run_dir / ACCEPTED_HYDRA
+    if hydra_dir.is_dir():
+        tmp = run_dir / f"{ACCEPTED_HYDRA}.tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        shutil.copytree(hydra_dir, tmp)
+        shutil.rmtree(accepted, ignore_errors=True)
+        tmp.rename(accepted)
+    shutil.rmtree(run_dir / ".hydra.first", ignore_errors=True)  # the older name of the same copy
 
 
 def _restore_hydra_files(run_dir: Path) -> None:
-    first = run_dir / ".hydra.first"
-    if first.is_dir():
-        shutil.copytree(first, run_dir / ".hydra", dirs_exist_ok=True)
+    for kept in (run_dir / ACCEPTED_HYDRA, run_dir / ".hydra.first"):
+        if kept.is_dir():
+            shutil.copytree(kept, run_dir / ".hydra", dirs_exist_ok=True)
+            return
 
 
 def hydra_context(cfg: DictConfig) -> RunContext:
