@@ -35,12 +35,20 @@ class CheckpointError(RuntimeError):
 def save(path: Path, state: dict[str, Any]) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # Serialised in memory first: a write error on the file is then the OS's own (e.g. "No space
+    # left on device"), not torch's "enforce fail at inline_container.cc".
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, **state}, buffer)
     try:
         with open(tmp, "wb") as f:
-            torch.save({"format": FORMAT, **state}, f)
+            f.write(buffer.getbuffer())
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        kept = "the previous checkpoint is kept" if path.exists() else "no checkpoint was written before"
+        raise CheckpointError(f"checkpoint {path} could not be written: {err.strerror or err} ({kept})") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
