@@ -149,3 +149,36 @@ def test_a_multirun_checks_every_job_before_the_first_starts(tmp_path):
     line = one_line_error(result)
     assert result.returncode == 2 and line.startswith("trpo_exp: error: job 1 of 3 (algo.max_kl=-1")
     assert "no job was started" in line and not list(tmp_path.rglob("metrics.csv"))
+
+
+def test_a_stopped_run_whose_lock_was_deleted_never_writes_over_the_new_owner(tmp_path):
+    """The lock rule holds without the lock file: run A is stopped (SIGSTOP), its .lock deleted, run B
+    takes the dir and finishes; A, continued, stops with one line and writes nothing."""
+    import os
+    import signal
+
+    run_dir = tmp_path / "run"
+    args = ["env=cartpole", "total_steps=8192", "algo.steps_per_iter=512", "eval.episodes=1", "logger=none",
+            "checkpoint_interval_s=0.000001"]
+    first = start_cli(args, run_dir=run_dir)
+    wait_for(lambda: (run_dir / "checkpoint.pt").exists() and read_progress(run_dir) >= 2, "2 iterations", first)
+    os.kill(first.pid, signal.SIGSTOP)
+    try:
+        (run_dir / ".lock").unlink()
+        run_cli(args, run_dir=run_dir)  # resumes from A's checkpoint and finishes
+        finished = {p.name: p.read_bytes() for p in (run_dir / "metrics.csv", run_dir / "run.json",
+                                                     run_dir / "checkpoint.pt")}
+        assert json.loads(finished["run.json"])["status"] == "finished"
+    finally:
+        os.kill(first.pid, signal.SIGCONT)
+    _, stderr = first.communicate(timeout=120)
+    lines = [ln for ln in stderr.splitlines() if ln.strip()]
+    assert first.returncode == 1 and len(lines) == 1 and "taken over by another process" in lines[0], stderr
+    assert {p: (run_dir / p).read_bytes() for p in finished} == finished
+
+
+def read_progress(run_dir: Path) -> int:
+    try:
+        return int(json.loads((run_dir / "run.json").read_text())["progress"]["iteration"] or 0)
+    except (OSError, ValueError, KeyError):
+        return 0

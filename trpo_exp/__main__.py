@@ -20,6 +20,7 @@ from trpo_exp.app import CONF_DIR, hydra_context, run, to_config
 from trpo_exp.checkpoint import CheckpointError
 from trpo_exp.config import ConfigError, register_configs
 from trpo_exp.guard import NonFiniteError
+from trpo_exp.record import RecordTakenOver
 from trpo_exp.signals import Terminated
 from trpo_exp.worker_process import WorkerError
 
@@ -49,6 +50,9 @@ def main(cfg: DictConfig) -> None:
         what = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
         print(f"trpo_exp: {what}; the run record in {context.run_dir} is closed (status failed)", file=sys.stderr)
         sys.exit(130 if isinstance(stop, KeyboardInterrupt) else stop.exit_code)
+    except RecordTakenOver as err:  # nothing of this process's may reach the other one's record
+        print(f"trpo_exp: error: {err}", file=sys.stderr)
+        sys.exit(1)
     except (NonFiniteError, CheckpointError, WorkerError) as err:
         print(f"trpo_exp: error: {err}; the run record in {context.run_dir} is closed (status failed)",
               file=sys.stderr)

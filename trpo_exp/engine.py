@@ -110,6 +110,7 @@ class Trainer:
     def __init__(self, cfg: Config, run_dir: Path):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.record: Optional[RunRecord] = None  # set by train(): the record whose owner checkpoints check
         torch.set_num_threads(cfg.torch_threads)
         seed_everything(cfg.seed)
         self.device = resolve_device(cfg.device.type)
@@ -313,6 +314,7 @@ class Trainer:
         an exception meanwhile still joins fit k and logs row k (when the worker can give it)
         before it ends the run: no finished iteration is lost from the record."""
         index, result = self.iteration_done, None
+        self.record = record
         start = time.perf_counter() - self.wall_time_before
         pending: Optional[Update] = None  # an iteration whose value fit runs in the value-fit process
 
@@ -408,6 +410,8 @@ class Trainer:
         checkpoint.set_rng_state(state["rng"])  # last: restoring the envs must not move any RNG
 
     def save_checkpoint(self) -> None:
+        if self.record is not None:
+            self.record.check_owner()  # a run dir taken over by another process is not ours to write
         checkpoint.save(self.run_dir / CHECKPOINT, self.state_dict())
 
     def close(self) -> None:

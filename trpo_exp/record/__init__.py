@@ -21,7 +21,8 @@ from trpo_exp.record.metrics import (
                                      Metric,
 )
 from trpo_exp.record.status import Status
-from trpo_exp.record.writer import Mirror, RunRecord
+from trpo_exp.record.writer import Mirror, RecordTakenOver, RunRecord
 
 __all__ = ["CHECKPOINT", "DIAGNOSTICS", "HYDRA_CONFIG", "LABELS", "METRICS", "METRIC_COLUMNS", "METRICS_CSV",
-           "RUN_JSON", "STEP", "TIME_COLUMNS", "WANDB_KEYS", "Kind", "Metric", "Mirror", "RunRecord", "Status"]
+           "RUN_JSON", "STEP", "TIME_COLUMNS", "WANDB_KEYS", "Kind", "Metric", "Mirror", "RecordTakenOver", "RunRecord",
+           "Status"]

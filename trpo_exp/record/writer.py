@@ -10,6 +10,7 @@ import math
 import os
 import socket
 import time
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Optional, Protocol, Sequence
@@ -66,6 +67,11 @@ class Mirror(Protocol):
     def finish(self, info: dict[str, Any]) -> None: ...
 
 
+class RecordTakenOver(RuntimeError):
+    """Another process took this run dir over (its lock file was deleted while this process was
+    stopped): this process must not write to it any more. ``str(err)`` is one line."""
+
+
 class RunRecord:
     """Writes one run's record. ``resume_from``: continue a record whose checkpoint is at that
     iteration: metrics.csv is cut back to its rows up to that iteration (later rows are recomputed,
@@ -78,8 +84,12 @@ class RunRecord:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.metrics_path = self.run_dir / METRICS_CSV
         self.json_path = self.run_dir / RUN_JSON
+        # Ownership of the record, checked before every write: the lock file alone cannot stop a
+        # second process once someone deletes it (see check_owner).
+        self.owner = uuid.uuid4().hex
+        self.taken_over: Optional[str] = None
         self.info: dict[str, Any] = {"status": Status.RUNNING.value, "started_at": _now(), **info,
-                                     "progress": liveness(0, 0)}
+                                     "progress": liveness(0, 0), "owner": self.owner}
         self._t0 = time.perf_counter()
         self.kept_rows: list[dict[str, Any]] = []  # rows of the interrupted segment that stay
         if resume_from is None:
@@ -89,7 +99,7 @@ class RunRecord:
         else:
             self._resume(resume_from, previous or {})
         self._file.flush()
-        self._write_json()
+        self._write_json(take_over=True)  # this process holds the run dir now (rundir.claim)
 
     def _resume(self, iteration: int, previous: dict[str, Any]) -> None:
         kept = truncate_metrics(self.metrics_path, iteration)
@@ -104,7 +114,25 @@ class RunRecord:
         self._file = open(self.metrics_path, "a", newline="")
         self._writer = csv.DictWriter(self._file, fieldnames=METRIC_COLUMNS)
 
+    def check_owner(self) -> None:
+        """Raise RecordTakenOver when run.json names another owner: a second process holds the run
+        dir now, and everything this one would write (rows, run.json, checkpoints) is its to write."""
+        if self.taken_over is not None:
+            raise RecordTakenOver(self.taken_over)
+        try:
+            on_disk = json.loads(self.json_path.read_text())
+        except (OSError, ValueError):  # not written yet, or being replaced: nobody else's
+            return
+        owner = on_disk.get("owner") if isinstance(on_disk, dict) else None
+        if owner is not None and owner != self.owner:
+            holder = on_disk.get("progress") or {}
+            self.taken_over = (f"the run dir {self.run_dir} was taken over by another process (pid "
+                               f"{holder.get('pid')} on {holder.get('host')}) while this one was stopped; "
+                               f"this process stops without writing to it")
+            raise RecordTakenOver(self.taken_over)
+
     def log(self, row: dict[str, Any]) -> None:
+        self.check_owner()
         unknown = set(row) - set(METRIC_COLUMNS)
         if unknown:
             raise KeyError(f"unknown metric columns {sorted(unknown)}")
@@ -139,6 +167,8 @@ class RunRecord:
     def _close(self, status: Status, reason: Optional[str], results: dict[str, Any], exit_code: int) -> None:
         if not self._file.closed:
             self._file.close()
+        if self.taken_over is not None:
+            return  # the record is another process's now
         self.info.update(results)
         self.info.update(status=Status(status).value, reason=reason, exit_code=exit_code,
                          ended_at=_now(), wall_time_s=time.perf_counter() - self._t0)
@@ -147,7 +177,9 @@ class RunRecord:
         for mirror in self.mirrors:
             mirror.finish(self.info)
 
-    def _write_json(self, durable: bool = True) -> None:
+    def _write_json(self, durable: bool = True, take_over: bool = False) -> None:
+        if not take_over:
+            self.check_owner()
         # Atomically: a crash never leaves a half-written run.json.
         atomic_write_text(self.json_path, json.dumps(json_safe(self.info), indent=2, allow_nan=False) + "\n",
                           durable)
