@@ -107,7 +107,9 @@ class WandbMirror:
                                        resume="allow" if resume_id else None)
             self.run_id = self.run.id
         except BaseException as err:  # wandb raises its own errors, and may raise on Ctrl-C
-            if isinstance(err, KeyboardInterrupt):
+            # A stop that arrives during start-up (Ctrl-C, SIGTERM, a cluster's requeue handler
+            # exiting) stops the run: swallowed here, the run would go on with its job requeued.
+            if not isinstance(err, Exception):
                 raise
             self._give_up("could not start", err)
 
