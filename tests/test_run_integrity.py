@@ -182,3 +182,35 @@ def read_progress(run_dir: Path) -> int:
         return int(json.loads((run_dir / "run.json").read_text())["progress"]["iteration"] or 0)
     except (OSError, ValueError, KeyError):
         return 0
+
+
+def test_unusable_run_dirs_and_checkpoints_are_one_line(tmp_path):
+    """A run dir that is a file; a resume whose metrics.csv was deleted, whose checkpoint lacks its
+    config or holds tensors of other shapes: one line each, never a traceback."""
+    import shutil
+    import signal
+
+    args = ["env=cartpole", "total_steps=100000", "algo.steps_per_iter=512", "logger=none",
+            "checkpoint_interval_s=0.000001"]
+    killed = tmp_path / "killed"
+    proc = start_cli(args, run_dir=killed)
+    wait_for(lambda: (killed / "checkpoint.pt").exists() and read_progress(killed) >= 2, "a checkpoint", proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    (killed / ".lock").unlink()
+    cases = {name: tmp_path / name for name in ("no-metrics", "no-config", "shapes")}
+    for path in cases.values():
+        shutil.copytree(killed, path)
+    (cases["no-metrics"] / "metrics.csv").unlink()
+    state = checkpoint.load(cases["no-config"] / "checkpoint.pt")
+    checkpoint.save(cases["no-config"] / "checkpoint.pt", {k: v for k, v in state.items() if k not in ("config", "format")})
+    state = checkpoint.load(cases["shapes"] / "checkpoint.pt")
+    first = next(iter(state["policy"]))
+    state["policy"][first] = torch.zeros(3, 3)
+    checkpoint.save(cases["shapes"] / "checkpoint.pt", {k: v for k, v in state.items() if k != "format"})
+    (tmp_path / "a-file").write_text("not a dir")
+    expected = {"no-metrics": "holds 0 rows", "no-config": "holds no config", "shapes": "does not fit this run",
+                "a-file": "cannot be made: File exists"}
+    for name, needle in expected.items():
+        result = run_cli(args, run_dir=tmp_path / name, check=False)
+        assert result.returncode in (1, 2) and needle in one_line_error(result), (name, result.stderr[-2000:])

@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from trpo_exp import algorithms, rundir
 from trpo_exp.config import Config, ConfigError
+from trpo_exp.record.files import CHECKPOINT
 from trpo_exp.signals import RunSignals, Terminated
 from trpo_exp.util import first_line
 
@@ -136,7 +137,7 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
     try:
         trainer = Trainer(config, run_dir)
         if plan.resume is not None:
-            trainer.load_state_dict(plan.resume)
+            _resume_trainer(trainer, plan.resume, run_dir)
         mirror = WandbMirror(config.logger, run_dir, name, group,
                              tags=[config.algo.name, config.env.id, f"seed={config.seed}"],
                              config=context.resolved_config or asdict(config),
@@ -161,6 +162,17 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
             trainer.close()
     record.finish(eval_return_mean=result.mean, eval_return_std=result.std, eval_episodes=len(result.returns))
     return record.info
+
+
+def _resume_trainer(trainer: Any, state: dict[str, Any], run_dir: Path) -> None:
+    from trpo_exp.checkpoint import CheckpointError
+
+    try:
+        trainer.load_state_dict(state)
+    except (RuntimeError, KeyError, ValueError, TypeError) as err:  # shapes, missing parts, other types
+        detail = " ".join(str(err).split())[:300]
+        raise CheckpointError(f"checkpoint {run_dir / CHECKPOINT} does not fit this run ({type(err).__name__}: "
+                              f"{detail}); start over with fresh=true or choose another hydra.run.dir") from None
 
 
 def _failure(err: BaseException) -> tuple[str, int]:

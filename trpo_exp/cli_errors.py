@@ -13,6 +13,8 @@ import os
 import re
 import subprocess
 import sys
+import traceback
+from pathlib import Path
 from typing import Any, Callable
 
 from hydra.errors import HydraException
@@ -65,6 +67,15 @@ def is_refused_submission(err: BaseException) -> bool:
     return type(err).__name__ == "FailedJobError" and isinstance(err.__cause__, subprocess.CalledProcessError)
 
 
+def is_output_dir_error(err: BaseException) -> bool:
+    """Hydra could not create a job's output dir (hydra.run.dir is a file, not writable, on a
+    read-only filesystem): an OSError raised in Hydra's own job set-up, before any of our code."""
+    if not isinstance(err, OSError) or not err.filename:
+        return False
+    frames = traceback.extract_tb(err.__traceback__)
+    return any("hydra" in Path(f.filename).parts and f.name == "run_job" for f in frames)
+
+
 def install() -> None:
     """Wrap hydra._internal.utils.run_and_report (Hydra 1.3) so configuration errors print one line."""
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
@@ -86,6 +97,11 @@ def install() -> None:
                 print(f"trpo_exp: error: {message}{multirun_hint(sys.argv[1:], message)}", file=sys.stderr)
                 sys.exit(EXIT_CONFIG_ERROR)
             except Exception as err:
+                if is_output_dir_error(err):
+                    assert isinstance(err, OSError)
+                    print(f"trpo_exp: error: the run dir {err.filename!s} cannot be made: {err.strerror} "
+                          f"(choose another hydra.run.dir)", file=sys.stderr)
+                    sys.exit(EXIT_CONFIG_ERROR)
                 if not is_refused_submission(err):
                     raise
                 said = (str(err).strip() or type(err).__name__).splitlines()[-1]

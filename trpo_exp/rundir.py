@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import csv
 import fcntl
 import hashlib
 import json
@@ -49,8 +50,12 @@ class Claim:
 
 
 def claim(run_dir: Path) -> Claim:
-    run_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(run_dir / LOCK, "a+")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(run_dir / LOCK, "a+")
+    except OSError as err:  # a file where the dir should be, no permission, a read-only filesystem
+        raise RunDirError(f"hydra.run.dir={str(run_dir)!r} is not allowed: {err.strerror or err} "
+                          f"({err.filename or run_dir})") from None
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
@@ -93,12 +98,35 @@ def plan(run_dir: Path, config_dict: dict[str, Any], fresh: bool) -> Plan:
     if not (run_dir / CHECKPOINT).exists():
         return Plan(moved_to=move_aside(run_dir))  # nothing to resume from; keep what there is
     state = checkpoint.load(run_dir / CHECKPOINT)
+    refuse_unusable(run_dir, state)
     differ = config_differences(state["config"], config_dict)
     if differ:
         raise RunDirError(f"resuming {run_dir} is not allowed with a different config: {'; '.join(differ[:6])}"
                           f"{' ...' if len(differ) > 6 else ''} (use the run's own config, another "
                           f"hydra.run.dir, or fresh=true)")
     return Plan(resume=state, previous=info)
+
+
+def refuse_unusable(run_dir: Path, state: dict[str, Any]) -> None:
+    """A checkpoint the record beside it cannot continue from: one line, nothing changed."""
+    advice = "start over with fresh=true (the old record is kept aside) or choose another hydra.run.dir"
+    if not isinstance(state.get("config"), dict) or not isinstance(state.get("iteration"), int):
+        raise RunDirError(f"resuming {run_dir} is not allowed: {run_dir / CHECKPOINT} holds no config or "
+                          f"iteration; {advice}")
+    rows = complete_rows(run_dir / METRICS_CSV)
+    if rows < state["iteration"]:
+        raise RunDirError(f"resuming {run_dir} is not allowed: its {METRICS_CSV} holds {rows} rows, the "
+                          f"checkpoint is at iteration {state['iteration']} (rows were deleted); {advice}")
+
+
+def complete_rows(path: Path) -> int:
+    """Rows of a metrics.csv with as many cells as its header (0 if there is no file)."""
+    try:
+        with open(path, newline="") as f:
+            lines = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return 0
+    return sum(1 for row in lines[1:] if lines and len(row) == len(lines[0]))
 
 
 def setting_digest(config: dict[str, Any]) -> str:
