@@ -3,6 +3,7 @@ the settings match), filmed headless, and one-line errors for bad input."""
 
 from __future__ import annotations
 
+import ctypes.util
 import json
 
 import pytest
@@ -58,3 +59,16 @@ def test_bad_input_is_one_line(tmp_path, hopper_run, case):
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
     assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("trpo_exp.evaluate: error:"), \
         result.stderr
+
+
+@pytest.mark.skipif(bool(ctypes.util.find_library("OSMesa")), reason="OSMesa is installed: MUJOCO_GL=osmesa works")
+def test_mujoco_gl_backend_not_installed_is_one_line(hopper_run):
+    log = hopper_run / "evaluations.jsonl"
+    before = log.read_text() if log.exists() else ""
+    result = run_cli([str(hopper_run), "episodes=1", "video=true"], module="trpo_exp.evaluate",
+                     env={"MUJOCO_GL": "osmesa"}, check=False)
+    lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
+    assert result.returncode == 2 and len(lines) == 1 and lines[0].startswith("trpo_exp.evaluate: error:"), \
+        result.stderr
+    assert all(part in lines[0] for part in ("MUJOCO_GL='osmesa'", "video could not be rendered", "MUJOCO_GL=egl"))
+    assert (log.read_text() if log.exists() else "") == before
