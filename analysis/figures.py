@@ -110,7 +110,10 @@ def _step_axis(ax) -> None:
 
 def _plot_curve(ax, d: pd.DataFrame, label: str, style: Mapping, band: bool = True) -> None:
     x, y = d[STEP].to_numpy(float), d["mean"].to_numpy(float)
-    ax.plot(x, y, color=style["color"], ls=style["ls"], marker=style["marker"], markevery=style["markevery"],
+    # A fractional markevery measures along the drawn line: with no finite point there is none, and
+    # matplotlib raised IndexError while saving (a mean that overflowed to inf). No markers then.
+    every = style["markevery"] if (np.isfinite(x) & np.isfinite(y)).any() else None
+    ax.plot(x, y, color=style["color"], ls=style["ls"], marker=style["marker"], markevery=every,
             ms=4, lw=1.5, label=label)
     if band and np.isfinite(d["ci_low"].to_numpy(float)).any():
         ax.fill_between(x, d["ci_low"].to_numpy(float), d["ci_high"].to_numpy(float),

@@ -2,7 +2,8 @@
 
 Bad input never crashes a load. Runs that cannot be used (unreadable files, still running, failed,
 pruned, no metric rows) are skipped; runs that can be used but look odd (damaged W&B file with an
-intact prefix, config keys that differ from the other runs, no run.json) are kept and marked. Both
+intact prefix, config keys that differ from the other runs, no run.json, infinite metric values read
+as missing) are kept and marked. Both
 lists go into a single warning, and into the RunSet for the report. Only an empty selection is an
 error (:class:`AnalysisError`).
 """
@@ -143,6 +144,7 @@ def _check(runs: pd.DataFrame, metrics: pd.DataFrame, include_unfinished: bool, 
     label = runs["path"].astype(str)
     marks: dict[str, list[str]] = {r: [p] if p else [] for r, p in runs["problems"].items()}
     skipped = {run_id: why for run_id, why in runs["skip"].items() if why}
+    metrics = _infinite_to_missing(metrics, marks)
     _check_status(runs, include_unfinished, skipped, marks)
     _check_metrics(runs, metrics, required, skipped, marks)
     usable = runs.index[~runs.index.isin(list(skipped))]
@@ -165,6 +167,40 @@ def _check(runs: pd.DataFrame, metrics: pd.DataFrame, include_unfinished: bool, 
     return RunSet(runs=kept, metrics=metrics,
                   skipped=[f"{label[r]}: {why}" for r, why in sorted(skipped.items())],
                   marked=[f"{label[r]}: {'; '.join(marks[r])}" for r in kept.index if marks[r]])
+
+
+def _infinite_to_missing(metrics: pd.DataFrame, marks: dict[str, list[str]]) -> pd.DataFrame:
+    """inf and -inf read as missing (NaN), each run marked with its columns; rows whose step was
+    infinite are dropped, as rows without a step are.
+
+    One infinite value makes every mean, band and axis it enters infinite, and a curve with no
+    finite point failed inside matplotlib, after half the report was written.
+    """
+    fixed, found = _infinite_values(metrics)
+    for run_id, columns in found.items():
+        if run_id in marks:
+            marks[run_id].append(f"infinite values in {_few(columns)} read as missing")
+    if not fixed:  # the usual case: no infinity anywhere, no copy
+        return metrics
+    metrics = metrics.assign(**fixed)
+    return metrics[metrics[STEP].notna()] if STEP in fixed else metrics
+
+
+def _infinite_values(metrics: pd.DataFrame) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """{column: its values with NaN for inf} for the columns holding any, and {run id: those columns}."""
+    codes, names = metrics["run_id"].cat.codes.to_numpy(), metrics["run_id"].cat.categories
+    fixed: dict[str, np.ndarray] = {}
+    found: dict[str, list[str]] = {}
+    for column in metrics.columns:
+        if column == "run_id" or not pd.api.types.is_float_dtype(metrics[column]):
+            continue
+        values = metrics[column].to_numpy()
+        bad = np.isinf(values)
+        if bad.any():
+            fixed[str(column)] = np.where(bad, np.nan, values)
+            for code in np.unique(codes[bad & (codes >= 0)]):  # -1: a row of no run
+                found.setdefault(str(names[code]), []).append(str(column))
+    return fixed, found
 
 
 def _sorted_by_run_and_step(metrics: pd.DataFrame) -> bool:

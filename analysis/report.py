@@ -3,7 +3,9 @@
 Writes into ``--out``: report.md (tables and figures, ready to read on GitHub), table.md / table.tex
 / table.csv (final performance), runs.csv (one row per run: its score, status, marks), and
 figures/*.png + *.pdf (learning curves, training diagnostics, sweeps). A user mistake or an empty
-selection prints one line, ``analysis: error: ...``, and exits with status 1.
+selection prints one line, ``analysis: error: ...``, and exits with status 1; an option value out of
+range (``analysis: error: --points=0 is not allowed: must be between 2 and 2000``) exits with status 2,
+as argparse's own usage errors do, before anything is written.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import pandas as pd
 
 from analysis import aggregate, figures, output, references, stats, tables
 from analysis import params as P
-from analysis.errors import AnalysisError
+from analysis.errors import AnalysisError, OptionError
 from analysis.loading import LoadWarning, group_by_reason, load_runs
 from analysis.runset import RunSet
 from analysis.sources import KINDS
@@ -37,6 +39,15 @@ PREFERRED_SWEEP_AXES = ("algo.max_kl", "algo.cg_damping")
 SWEEP_TABLE_ROWS = 15
 TRACEBACK_ENV = "ANALYSIS_TRACEBACK"  # set to see the traceback of an internal error
 
+# Upper bounds of the numeric options: past them a value only costs memory (or overflows) and
+# changes nothing a reader can see.
+MAX_POINTS = 2000  # a figure panel is narrower than this in pixels at figures.DPI
+MAX_RESAMPLES = 100_000  # the bootstrap holds resamples x grid points floats per setting
+MAX_LAST_K = 1_000_000_000  # more values than any run logs; pandas' tail() overflowed past a C long
+# Integer options: (lowest, highest) allowed, both included; None is no upper bound.
+INT_RANGES = {"--last-k": (1, MAX_LAST_K), "--points": (2, MAX_POINTS), "--resamples": (100, MAX_RESAMPLES),
+              "--seed": (0, None)}  # numpy's generators take no negative seed
+
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m analysis.report", description=__doc__.splitlines()[0])
@@ -47,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="report", help="output directory (default: report)")
     p.add_argument("--metric", default="eval/return_mean", help="metric of the final-performance table")
     p.add_argument("--last-k", type=int, default=aggregate.LAST_K,
-                   help="final performance = mean of a run's last K values of --metric (default 3)")
+                   help="final performance = mean of a run's last K values of --metric (default 3, at least 1)")
     p.add_argument("--curve-metric", default="rollout/return_mean", help="metric of the learning curves")
     p.add_argument("--lower-is-better", action="store_true", help="bold the lowest mean instead of the highest")
     p.add_argument("--filter", action="append", default=[], metavar="KEY=VALUE",
@@ -55,10 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "algo.max_kl); repeat to combine")
     p.add_argument("--include-unfinished", action="store_true",
                    help="keep running, failed and pruned runs (marked) instead of skipping them")
-    p.add_argument("--points", type=int, default=aggregate.NUM_POINTS, help="points of the common step grid")
-    p.add_argument("--resamples", type=int, default=stats.N_RESAMPLES, help="bootstrap resamples")
+    p.add_argument("--points", type=int, default=aggregate.NUM_POINTS, help=f"points of the common step grid (2 to {MAX_POINTS})")
+    p.add_argument("--resamples", type=int, default=stats.N_RESAMPLES, help=f"bootstrap resamples (100 to {MAX_RESAMPLES})")
     p.add_argument("--confidence", type=float, default=stats.CONFIDENCE, help="confidence level of the CIs")
-    p.add_argument("--seed", type=int, default=stats.SEED, help="seed of the bootstrap")
+    p.add_argument("--seed", type=int, default=stats.SEED, help="seed of the bootstrap (>= 0)")
     p.add_argument("--cache-dir", default=None, help="parquet cache (default ~/.cache/trpo_exp/analysis)")
     p.add_argument("--no-cache", action="store_true", help="read every run again and do not write the cache")
     p.add_argument("--reference", nargs="?", const=str(references.DEFAULT), default=None, metavar="CSV",
@@ -79,6 +90,9 @@ def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser |
     args = (parser or build_parser()).parse_args(argv)
     try:
         path = write_report(args, argv if argv is not None else sys.argv[1:], builder=builder or Report)
+    except OptionError as err:
+        print(f"{PROG}: error: {err}", file=sys.stderr)
+        return 2
     except AnalysisError as err:
         print(f"{PROG}: error: {err}", file=sys.stderr)
         return 1
@@ -96,7 +110,7 @@ def main(argv: Sequence[str] | None = None, *, parser: argparse.ArgumentParser |
 
 
 def write_report(args: argparse.Namespace, argv: Sequence[str], builder: type[Report] | None = None) -> Path:
-    _check_args(args)
+    check_options(args)
     reference = references.load(args.reference) if args.reference else None
     existed = Path(args.out).exists()
     out = output.prepare(Path(args.out))  # before the load: a bad --out fails in a second, not after it
@@ -141,15 +155,15 @@ def _show(caught: list[warnings.WarningMessage]) -> None:
             print(f"{PROG}: warning: {w.category.__name__}: {str(w.message).splitlines()[0] if str(w.message) else ''}", file=sys.stderr)
 
 
-def _check_args(args) -> None:
-    if args.last_k < 1:
-        raise AnalysisError(f"--last-k must be >= 1, got {args.last_k}")
-    if args.points < 2:
-        raise AnalysisError(f"--points must be >= 2, got {args.points}")
-    if not 0 < args.confidence < 1:
-        raise AnalysisError(f"--confidence must be in (0, 1), got {args.confidence}")
-    if args.resamples < 100:
-        raise AnalysisError(f"--resamples must be >= 100, got {args.resamples}")
+def check_options(args: argparse.Namespace) -> None:
+    """:class:`OptionError` naming the first numeric option out of range, its value and what is allowed."""
+    for option, (low, high) in INT_RANGES.items():
+        value = getattr(args, option[2:].replace("-", "_"))
+        if value < low or (high is not None and value > high):
+            allowed = f"must be >= {low}" if high is None else f"must be between {low} and {high}"
+            raise OptionError(f"{option}={value} is not allowed: {allowed}")
+    if not 0 < args.confidence < 1:  # also NaN, which every comparison fails
+        raise OptionError(f"--confidence={args.confidence:g} is not allowed: must be between 0 and 1, both excluded")
 
 
 def apply_filters(rs: RunSet, filters: Sequence[str]) -> RunSet:

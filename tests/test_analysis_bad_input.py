@@ -4,6 +4,7 @@
 The damaged files are written for real (a run.json seed of 2**64 or 1.5, a metrics.csv with a
 duplicated column, a 10 MB line, a malformed non-UTF-8 line), and the command runs in a subprocess
 where a hang or a traceback would show: the seed case hung with memory growing before the fix.
+Infinite metric values and numeric options out of range are here too.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis import loading, report
+from analysis import loading, paper_figure, report
 from analysis.loading import load_runs
 from analysis.report import main as report_main
 
@@ -157,6 +158,69 @@ def test_a_non_utf8_header_is_a_mark(tmp_path: Path) -> None:
     done = report_cli(runs, tmp_path / "out")
     assert done.returncode == 0, done.stderr
     assert "non-UTF-8 bytes in a metrics.csv header" in marks_of(done.stderr)
+
+
+def set_cells(run_dir: Path, column: str, value: str, rows: slice = slice(None)) -> None:
+    """Write ``value`` into ``column`` of the chosen data rows of a run's metrics.csv."""
+    lines = (run_dir / "metrics.csv").read_text().splitlines()
+    j = HEADER.strip().split(",").index(column)
+    for i in range(1, len(lines))[rows]:
+        cells = lines[i].split(",")
+        cells[j] = value
+        lines[i] = ",".join(cells)
+    (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
+
+
+def test_infinite_metric_values_are_missing_and_the_report_completes(tmp_path: Path) -> None:
+    """A curve of inf only failed in matplotlib ("internal error ... IndexError") with half the report
+    written; the values now read as missing, the run is marked with the columns."""
+    runs, bad = runs_with(tmp_path)
+    set_cells(bad, "return_mean", "inf")
+    set_cells(bad, "kl", "-inf")
+    set_cells(bad, "eval_return_mean", "nan", slice(1, 2))
+    done = report_cli(runs, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    assert "infinite values in rollout/return_mean, train/kl read as missing" in marks_of(done.stderr)
+    assert (tmp_path / "out" / "report.md").exists() and (tmp_path / "out" / "figures" / "learning_curves.png").exists()
+    rows = run_rows(loaded_metrics(runs), "bad")
+    assert rows["rollout/return_mean"].isna().all() and rows["train/kl"].isna().all()
+    assert rows["eval/return_mean"].isna().tolist() == [False, True, False, False, False]
+
+
+def test_an_infinite_step_drops_its_row_in_every_run(tmp_path: Path) -> None:
+    runs, _ = runs_with(tmp_path)
+    for run_dir in runs.iterdir():
+        set_cells(run_dir, "env_steps", "inf", slice(-1, None))
+    done = report_cli(runs, tmp_path / "out")
+    assert done.returncode == 0, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "marked 4 run(s): infinite values in env_steps read as missing [4]: " in lines[0], \
+        done.stderr
+    assert run_rows(loaded_metrics(runs), "good0")["env_steps"].tolist() == [1000, 2000, 3000, 4000]
+
+
+# ----------------------------------------------------------------------------------------- options
+
+
+@pytest.mark.parametrize("command", [report_main, paper_figure.main], ids=["report", "paper_figure"])
+@pytest.mark.parametrize("option, value, allowed", [
+    ("--points", "0", "must be between 2 and 2000"),
+    ("--points", "1000000000000", "must be between 2 and 2000"),  # a grid this long exhausted memory
+    ("--resamples", "0", "must be between 100 and 100000"),
+    ("--resamples", "100000000000", "must be between 100 and 100000"),  # MemoryError before
+    ("--seed", "-1", "must be >= 0"),  # numpy's ValueError, an internal error before
+    ("--last-k", "0", "must be between 1 and 1000000000"),
+    ("--last-k", "100000000000000000000", "must be between 1 and 1000000000"),  # OverflowError before
+    ("--confidence", "1", "must be between 0 and 1, both excluded"),
+    ("--confidence", "nan", "must be between 0 and 1, both excluded"),
+])
+def test_a_bad_option_value_is_one_line_naming_it(tmp_path: Path, capsys, command, option: str, value: str,
+                                                  allowed: str) -> None:
+    runs, _ = runs_with(tmp_path)
+    out = tmp_path / "out"
+    assert command([str(runs), "--out", str(out), "--no-cache", f"{option}={value}"]) == 2
+    assert capsys.readouterr().err == f"analysis: error: {option}={value} is not allowed: {allowed}\n"
+    assert not out.exists()  # checked before anything is written
 
 
 # -------------------------------------------------------------------------------------------- --out

@@ -1,7 +1,9 @@
 """Local run records: a run directory holds metrics.csv, run.json and .hydra/config.yaml.
 
 The files are read by the record's own reader (trpo_exp.record.reader: fast, tolerant of damage);
-here they become analysis rows, with metrics.csv columns renamed to their W&B keys.
+here they become analysis rows, with metrics.csv columns renamed to their W&B keys. A run with a
+file that is not a regular file (a FIFO, a link to a device) or is absurdly large is skipped before
+any of its files is opened: such a file hung the whole report or exhausted its memory.
 """
 
 from __future__ import annotations
@@ -17,12 +19,24 @@ import yaml
 from analysis.errors import AnalysisError
 from analysis.sources.base import Batch, Candidate, run_row
 from trpo_exp.record import HYDRA_CONFIG, METRICS_CSV, RUN_JSON, WANDB_KEYS
-from trpo_exp.record.reader import RUN_INDEX, read_info, read_metrics
+from trpo_exp.record.reader import (
+    MAX_METRICS_BYTES,
+    MAX_RUN_JSON_BYTES,
+    RUN_INDEX,
+    UnreadableRecord,
+    file_problem,
+    read_capped,
+    read_info,
+    read_metrics,
+)
 
 NAME = "records"
 FILES = (RUN_JSON, METRICS_CSV, HYDRA_CONFIG)
 _SKIP_DIRS = {"wandb", ".hydra", "__pycache__", ".git"}
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml is ~6x faster when present
+# A real Hydra config is a few KB; a larger file is not one, and is parsed whole into memory.
+MAX_CONFIG_BYTES = 64 << 20
+LIMITS = ((RUN_JSON, MAX_RUN_JSON_BYTES), (METRICS_CSV, MAX_METRICS_BYTES), (HYDRA_CONFIG, MAX_CONFIG_BYTES))
 
 
 def discover(sources: Sequence[str], **_: object) -> list[Candidate]:
@@ -60,6 +74,26 @@ def _fingerprint(run_dir: str) -> str:
 
 
 def read(candidates: Sequence[Candidate]) -> Batch:
+    unsafe = {c.run_id: unsafe_file(c.path) for c in candidates}
+    batch = _read_runs([c for c in candidates if not unsafe[c.run_id]])
+    for cand in candidates:
+        if unsafe[cand.run_id]:
+            batch.runs.append(run_row(cand, NAME, meta={"name": os.path.basename(cand.path)}, config=None,
+                                      skip=unsafe[cand.run_id]))
+    return batch
+
+
+def unsafe_file(run_dir: str) -> str:
+    """Why the run must be skipped before any of its files is opened ("" when none): a file that is
+    not a regular file or is over its cap (see ``LIMITS``)."""
+    for name, limit in LIMITS:
+        problem = file_problem(run_dir, name, limit)
+        if problem:
+            return problem
+    return ""
+
+
+def _read_runs(candidates: Sequence[Candidate]) -> Batch:
     batch = Batch()
     # pyarrow parses the CSVs in its own threads without the GIL; the YAML and JSON files are read
     # meanwhile (a third of the cold load at 10,000 runs, now mostly hidden behind the parse).
@@ -92,7 +126,7 @@ def _read_files(run_dir: str) -> tuple[dict[str, Any], dict[str, Any], list[str]
     """run.json, .hydra/config.yaml and the notes on them."""
     notes: list[str] = []
     info = read_info(run_dir, notes)
-    return info, _read_config(os.path.join(run_dir, HYDRA_CONFIG), notes), notes
+    return info, _read_config(run_dir, notes), notes
 
 
 def _get(tree: Any, *keys: str) -> Any:
@@ -101,15 +135,16 @@ def _get(tree: Any, *keys: str) -> Any:
     return tree
 
 
-def _read_config(path: str, notes: list[str]) -> dict[str, Any]:
+def _read_config(run_dir: str, notes: list[str]) -> dict[str, Any]:
     try:
-        with open(path, "rb") as f:
-            config = yaml.load(f, Loader=_LOADER)
+        config = yaml.load(read_capped(run_dir, HYDRA_CONFIG, MAX_CONFIG_BYTES), Loader=_LOADER)
         if not isinstance(config, dict):
             raise ValueError("not a mapping")
         return config
     except FileNotFoundError:
         notes.append("no .hydra/config.yaml (no parameters)")
+    except UnreadableRecord as err:  # replaced since the check in read(): note it, never block on it
+        notes.append(str(err))
     except (OSError, ValueError, yaml.YAMLError) as err:
         notes.append(f"unreadable .hydra/config.yaml ({type(err).__name__})")
     return {}

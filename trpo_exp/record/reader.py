@@ -7,6 +7,9 @@ crash, a missing run.json), and the caller decides what a note means for it.
 Speed matters (analysis reads thousands of runs): instead of one CSV parse per run, files with the
 same header are concatenated in memory, each line prefixed with its run's index, and parsed by one
 pyarrow call. A malformed line is dropped by pyarrow's invalid-row handler and noted against its run.
+
+Only regular files of sane size are read (:func:`read_capped`): a FIFO named metrics.csv blocked the
+reader forever, and a link to /dev/zero was read until memory ran out.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import io
 import json
 import math
 import os
+import stat
 import sys
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -32,18 +36,77 @@ from trpo_exp.record.metrics import STEP
 RUN_INDEX = "__run__"
 """Column of ``read_metrics``' frame: the index of the run (in the run_dirs given) a row belongs to."""
 
+# Largest files read. Real records are orders of magnitude smaller; past these a file is not a record
+# (a runaway or foreign file) and reading it would exhaust memory: every metrics.csv of a bulk parse
+# is held in memory at once, and run.json is parsed whole.
+MAX_METRICS_BYTES = 1 << 30
+MAX_RUN_JSON_BYTES = 64 << 20
+
+_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device",
+          stat.S_IFSOCK: "socket", stat.S_IFDIR: "directory"}
+
+
+class UnreadableRecord(OSError):
+    """A run file that must not be read: not a regular file, or larger than its cap. The message
+    is the note, e.g. "metrics.csv is not a regular file (FIFO)"."""
+
+
+def file_problem(run_dir: str | os.PathLike, name: str, limit: int) -> str:
+    """Why ``run_dir/name`` must not be read ("" when it may be, or cannot be stat'ed: opening it
+    then gives the usual error, e.g. FileNotFoundError). Looks at the file without opening it."""
+    try:
+        st = os.stat(os.path.join(run_dir, name))
+    except OSError:
+        return ""
+    return _stat_problem(name, st, limit)
+
+
+def read_capped(run_dir: str | os.PathLike, name: str, limit: int) -> bytes:
+    """The bytes of ``run_dir/name``; :class:`UnreadableRecord` unless it is a regular file of at
+    most ``limit`` bytes. A device is never opened; the file is opened non-blocking (a FIFO swapped
+    in after the check must not block the open) and checked again on the open descriptor."""
+    problem = file_problem(run_dir, name, limit)
+    if problem:
+        raise UnreadableRecord(problem)
+    fd = os.open(os.path.join(run_dir, name), os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as f:
+        problem = _stat_problem(name, os.fstat(fd), limit)
+        if problem:
+            raise UnreadableRecord(problem)
+        os.set_blocking(fd, True)
+        data = f.read(limit + 1)  # never more than the cap, should the file grow meanwhile
+    if len(data) > limit:
+        raise UnreadableRecord(f"{name} is larger than {_size(limit)}")
+    return data
+
+
+def _stat_problem(name: str, st: os.stat_result, limit: int) -> str:
+    if not stat.S_ISREG(st.st_mode):
+        return f"{name} is not a regular file ({_KINDS.get(stat.S_IFMT(st.st_mode), 'special file')})"
+    if st.st_size > limit:
+        return f"{name} is larger than {_size(limit)}"
+    return ""
+
+
+def _size(n: int) -> str:
+    for unit, shift in (("GiB", 30), ("MiB", 20), ("KiB", 10)):
+        if n >= 1 << shift:
+            return f"{n / (1 << shift):g} {unit}"
+    return f"{n} bytes"
+
 
 def read_info(run_dir: str | os.PathLike, notes: list[str] | None = None) -> dict[str, Any]:
     """run.json as a dict; {} (and a note) when it is missing or unreadable."""
     notes = notes if notes is not None else []
     try:
-        with open(os.path.join(run_dir, RUN_JSON), "rb") as f:
-            info = json.load(f)
+        info = json.loads(read_capped(run_dir, RUN_JSON, MAX_RUN_JSON_BYTES))
         if not isinstance(info, dict):
             raise ValueError("not a JSON object")
         return info
     except FileNotFoundError:
         notes.append("no run.json (status unknown)")
+    except UnreadableRecord as err:
+        notes.append(str(err))
     except (OSError, ValueError) as err:
         notes.append(f"unreadable run.json ({type(err).__name__})")
     return {}
@@ -73,10 +136,12 @@ def _read_metrics_bulk(run_dirs: Sequence[str]) -> tuple[pd.DataFrame, dict[int,
     by_header: dict[bytes, list[tuple[int, bytes]]] = defaultdict(list)
     for i, run_dir in enumerate(run_dirs):
         try:
-            with open(os.path.join(run_dir, METRICS_CSV), "rb") as f:
-                data = f.read()
+            data = read_capped(run_dir, METRICS_CSV, MAX_METRICS_BYTES)
         except FileNotFoundError:
             continue  # the caller reports runs without metrics as it sees fit
+        except UnreadableRecord as err:
+            problems[i].append(str(err))
+            continue
         except OSError as err:
             problems[i].append(f"unreadable metrics.csv ({type(err).__name__})")
             continue
@@ -225,8 +290,10 @@ def read_damaged(run_dir: str, notes: list[str]) -> pd.DataFrame:
     fields are dropped. Every such repair is noted.
     """
     try:
-        with open(os.path.join(run_dir, METRICS_CSV), "rb") as f:
-            data = f.read()
+        data = read_capped(run_dir, METRICS_CSV, MAX_METRICS_BYTES)
+    except UnreadableRecord as err:
+        notes.append(str(err))
+        return pd.DataFrame()
     except OSError as err:
         notes.append(f"unreadable metrics.csv ({type(err).__name__})")
         return pd.DataFrame()
