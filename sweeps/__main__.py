@@ -136,16 +136,26 @@ def main(argv: list[str]) -> int:
     try:
         info = worker.run()
     except (KeyboardInterrupt, Terminated) as stop:
-        number = worker.release()
         what = "interrupted" if isinstance(stop, KeyboardInterrupt) else "terminated by SIGTERM"
+        number = worker.release(f"its worker was {what}")
         given_back = f"; trial {number} is re-queued with the same parameters" if number is not None else ""
         print(f"sweeps: {what}{given_back}; run the same command to go on", file=sys.stderr, flush=True)
         return 130 if isinstance(stop, KeyboardInterrupt) else 143
     finally:
         signal.signal(signal.SIGTERM, previous)
-    print(f"sweeps: trials {json.dumps(info['trial_states'])}; best {json.dumps(info['best_trial'])}; "
-          f"report {json.dumps(info['report'])}; tables in {sweep_dir}", flush=True)
+    print(f"sweeps: trials {json.dumps(info['trial_states'])}{_not_retried(info['not_retried'], spec)}; "
+          f"best {json.dumps(info['best_trial'])}; report {json.dumps(info['report'])}; tables in {sweep_dir}",
+          flush=True)
     return 0
+
+
+def _not_retried(trials: list[dict], spec: SweepSpec) -> str:
+    """The summary's count of trials whose worker stopped and that were not retried: fewer than
+    sweep.n_trials trials then end COMPLETE or PRUNED."""
+    if not trials:
+        return ""
+    which = ", ".join(f"trial {t['trial']} (slot {t['slot']})" for t in trials)
+    return f"; {len(trials)} failed and not retried (sweep.max_retries={spec.max_retries}): {which}"
 
 
 def _terminate(signum: int, frame: Optional[FrameType]) -> None:

@@ -187,12 +187,25 @@ def load(name: str, overrides: List[str]) -> SweepSpec:
     try:
         with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
             cfg = compose("sweeps_root", overrides=[f"+sweep={name}", *overrides])
+        _refuse_unknown_keys(cfg.sweep)
         spec = OmegaConf.to_object(cfg.sweep)
         assert isinstance(spec, SweepSpec)
     except (HydraException, OmegaConfBaseException) as err:
         raise SweepError(one_line(err)) from None
     check(spec)
     return spec
+
+
+def _refuse_unknown_keys(node: Any) -> None:
+    """A key added with ``+`` that the schema lacks (``+sweep.foo=1``): Hydra adds it, and building
+    the frozen dataclasses then fails with a traceback. Refused by the run config's own check."""
+    from trpo_exp.app import refuse_unknown_keys
+    from trpo_exp.config import ConfigError
+
+    try:
+        refuse_unknown_keys(node, "sweep.")
+    except ConfigError as err:
+        raise SweepError(str(err)) from None
 
 
 def check(spec: SweepSpec) -> None:

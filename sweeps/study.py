@@ -7,7 +7,9 @@ n_trials empty WAITING trials ("slots"); workers only ever *claim* a WAITING tri
 WAITING -> RUNNING in the storage) and never create one, so the study can never hold more than
 n_trials live trials. The sampler fills in a slot's parameters when it is claimed. A slot whose
 worker dies is failed by the heartbeat check and re-queued with the same parameters (Optuna's
-RetryHeartbeatStaleTrialCallback), so it is neither lost nor run twice.
+RetryHeartbeatStaleTrialCallback), so it is neither lost nor run twice; the retry keeps the slot's
+run dirs, so its runs resume from their checkpoints. Past sweep.max_retries a failed trial is not
+re-queued: a line says so, and the sweep's summary counts it.
 
 The final re-run of the best parameters is a one-slot study of its own (``<study>.report``), so
 exactly one worker does it, with the same claim / heartbeat / retry machinery.
@@ -33,11 +35,13 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweeps.definition import SweepError, SweepSpec, enqueued, search_space, tuning_seeds
 from sweeps.launch import is_hydra_override
+from sweeps.recovery import close_dead_runs
 from sweeps.trial_report import PRUNER_ATTR, STORAGE_PASSWORD_ENV, open_storage
 from trpo_exp.redact import redact_secrets, split_url_password, with_url_password
 from trpo_exp.util import first_line
 
 SLOT_ATTR = "sweep:slot"  # system attr of a pre-created trial: its slot index (kept by retries)
+RUNS_ATTR = "sweep:runs"  # system attr: the trial's run dirs are trials/<this>/s<seed> (kept by retries)
 FAILURE_ATTR = "sweep:failure"  # system attr of a trial whose runs raised (a real error)
 LEASE_ATTR = "sweep:heartbeat"  # heartbeat for storages without Optuna's heartbeat (journal)
 DEFINITION_ATTR = "sweep:definition"  # study user attr: what defines the results (see identity())
@@ -69,10 +73,14 @@ class SweepStudy:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             self.retry = optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=spec.max_retries)
+        self.stale_reason = f"no heartbeat from its worker for {spec.grace_period} s (the worker died or was killed)"
         try:
             with _init_lock(url):
-                self.storage = open_storage(url, spec.heartbeat_interval, spec.grace_period, self.retry)
+                _check_journal(url)
+                self.storage = open_storage(url, spec.heartbeat_interval, spec.grace_period, self._on_stale)
                 self.storage.get_all_studies()  # touch it: unreachable or invalid storages fail here
+        except SweepError:
+            raise
         except Exception as err:  # SQLAlchemy, OS and driver errors alike
             raise SweepError(f"sweep.storage={url!r} is not usable: {type(err).__name__}: "
                              f"{redact_secrets(first_line(err))}") from None
@@ -110,20 +118,27 @@ class SweepStudy:
                              f"{have} trials planned")
         fixed = enqueued(self.spec)
         for slot in range(have, n_trials):
-            self._enqueue_slot(slot, fixed_params=fixed[slot] if slot < len(fixed) else {})
+            self._enqueue_slot(slot, f"{slot:04d}", fixed_params=fixed[slot] if slot < len(fixed) else {})
         self.study.set_user_attr(N_TRIALS_ATTR, n_trials)
 
-    def _enqueue_slot(self, slot: int, **system_attrs: Any) -> None:
+    def _enqueue_slot(self, slot: int, runs: str, **system_attrs: Any) -> None:
         # "fixed_params" is how Optuna's own enqueue_trial passes parameters to the trial's suggest_*.
+        # The retry callback copies system attrs, so a retry keeps the slot and the run dirs of the
+        # trial it retries (and its runs resume from their checkpoints).
         self.study.add_trial(optuna.trial.create_trial(
-            state=TrialState.WAITING, system_attrs={"fixed_params": {}, SLOT_ATTR: slot, **system_attrs}))
+            state=TrialState.WAITING,
+            system_attrs={"fixed_params": {}, SLOT_ATTR: slot, RUNS_ATTR: runs, **system_attrs}))
 
     def replace_failed(self, trial: FrozenTrial) -> bool:
         """Give a slot whose runs raised a fresh trial (new parameters), up to max_failed_trials."""
-        failed = [t for t in self.study.get_trials(deepcopy=False) if FAILURE_ATTR in t.system_attrs]
-        if len(failed) > self.spec.max_failed_trials:
+        trials = self.study.get_trials(deepcopy=False)
+        if len([t for t in trials if FAILURE_ATTR in t.system_attrs]) > self.spec.max_failed_trials:
             return False
-        self._enqueue_slot(trial.system_attrs.get(SLOT_ATTR, -1), **{"sweep:replaces": trial.number})
+        slot = trial.system_attrs.get(SLOT_ATTR, -1)
+        # New parameters need run dirs of their own: the old ones hold runs of another config,
+        # which a run refuses to resume. One more key per replacement in this slot.
+        keys = {t.system_attrs.get(RUNS_ATTR) for t in trials if t.system_attrs.get(SLOT_ATTR) == slot}
+        self._enqueue_slot(slot, f"{slot:04d}-{len(keys)}", **{"sweep:replaces": trial.number})
         return True
 
     # --- claiming and finishing -------------------------------------------------------------
@@ -185,17 +200,32 @@ class SweepStudy:
             stop.set()
             thread.join()
 
-    def release(self, study: optuna.Study, trial_id: int) -> Optional[int]:
+    def release(self, study: optuna.Study, trial_id: int, why: str) -> Optional[int]:
         """Fail a trial this worker holds and re-queue it with the same parameters (as a stale one
-        would be, without waiting for the grace period). Returns its number."""
+        would be, without waiting for the grace period). Returns its number if it was re-queued."""
         try:
             if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 frozen = self.storage.get_trial(trial_id)
-                self.retry(study, frozen)
-                return frozen.number
+                return frozen.number if self.requeue(study, frozen, why) else None
         except optuna.exceptions.UpdateFinishedTrialError:
             pass
         return None
+
+    def _on_stale(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna's heartbeat (RDB storages) just failed this trial: its worker stopped beating."""
+        self.requeue(study, trial, self.stale_reason)
+
+    def requeue(self, study: optuna.Study, trial: FrozenTrial, why: str) -> bool:
+        """A trial just failed because its worker stopped (``why``): close the records its dead
+        worker left open, re-queue it unless its retries are used up (then say so: its slot stays
+        empty). Whether it was re-queued."""
+        close_dead_runs(trial.user_attrs.get("run_dirs", []))
+        self.retry(study, trial)
+        if retries_left(trial, self.spec.max_retries):
+            return True
+        print(f"sweeps: {_label(study, trial)} FAILED and is not retried: {why}; "
+              f"{_no_retry(trial, self.spec.max_retries)}", flush=True)
+        return False
 
     def recover_stale(self, study: optuna.Study) -> None:
         """Fail RUNNING trials whose worker stopped beating; the retry callback re-queues each with
@@ -210,9 +240,69 @@ class SweepStudy:
                 continue
             try:
                 if self.storage.set_trial_state_values(t._trial_id, TrialState.FAIL):
-                    self.retry(study, self.storage.get_trial(t._trial_id))
+                    self.requeue(study, self.storage.get_trial(t._trial_id), self.stale_reason)
             except optuna.exceptions.UpdateFinishedTrialError:
                 pass
+
+
+def retries_left(trial: FrozenTrial, max_retries: int) -> bool:
+    """Whether Optuna's retry callback re-queues this failed trial: as it counts, the trial and the
+    trials it retries make its retry history, at most max_retries long."""
+    return len(trial.system_attrs.get("retry_history", [])) + 1 <= max_retries
+
+
+def not_retried(study: optuna.Study) -> list[FrozenTrial]:
+    """Trials failed because their worker stopped (not because their runs raised) that no retry
+    took over: their slots stay empty."""
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in t.system_attrs.get("retry_history", [])}
+    return [t for t in trials
+            if t.state == TrialState.FAIL and FAILURE_ATTR not in t.system_attrs and t.number not in retried]
+
+
+def _label(study: optuna.Study, trial: FrozenTrial) -> str:
+    slot = trial.system_attrs.get(SLOT_ATTR)
+    return f"trial {trial.number} (slot {slot})" if slot is not None else f"trial {trial.number} of {study.study_name}"
+
+
+def _no_retry(trial: FrozenTrial, max_retries: int) -> str:
+    if max_retries == 0:
+        return "sweep.max_retries=0 means no retry"
+    return f"it was retried sweep.max_retries={max_retries} times already"
+
+
+def _check_journal(url: str) -> None:
+    """Optuna reads a journal file line by line and takes a last line without its newline for one
+    being written: a file of garbage bytes passes as such, and Optuna then appends its first entry
+    to it (and fails later with a traceback). Refused here, before anything is written to it."""
+    path = _local_file(url) if url.startswith("journal:") else None
+    if path is None or not path.is_file():
+        return
+    problem = _journal_problem(path)
+    if problem is not None:
+        raise SweepError(f"sweep.storage={url!r} is not usable: {path} is not a readable journal ({problem})")
+
+
+def _journal_problem(path: Path) -> Optional[str]:
+    try:
+        with open(path, "rb") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.endswith(b"\n"):  # the last line, maybe being written by another worker
+                    # Optuna writes each entry as compact JSON starting with its op_code.
+                    return None if line.startswith(b'{"op_code":') else f"line {number} is not a journal entry"
+                if not _journal_entry(line):
+                    return f"line {number} is not a journal entry"
+    except OSError as err:
+        return f"{type(err).__name__}: {err.strerror}"
+    return None
+
+
+def _journal_entry(line: bytes) -> bool:
+    try:
+        entry = json.loads(line)
+    except ValueError:  # not JSON, or not UTF-8
+        return False
+    return isinstance(entry, dict) and "op_code" in entry
 
 
 INIT_LOCK_KEY = 0x7472706F5F657870  # "trpo_exp": the PostgreSQL advisory lock of sweep start-up

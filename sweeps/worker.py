@@ -19,9 +19,11 @@ from sweeps import tables
 from sweeps.definition import Param, SweepSpec, reporting_seeds, tuning_seeds
 from sweeps.launch import RunLauncher, override
 from sweeps.objective import RunOutcome, read_outcome, verdict
-from sweeps.study import FAILURE_ATTR, SweepStudy
+from sweeps.recovery import close_dead_runs_of_failed_trials, live_runs
+from sweeps.study import FAILURE_ATTR, RUNS_ATTR, SLOT_ATTR, SweepStudy, not_retried
 from sweeps.trial_report import HOOK_NAME, hook_overrides
 from trpo_exp.record import Status
+from trpo_exp.record.status import STALE_AFTER_S
 from trpo_exp.util import sample_std
 
 
@@ -55,17 +57,22 @@ class Worker:
                 self.current = None
             else:
                 time.sleep(self.spec.poll_interval)
-        return tables.write(self.sweep_dir, study, self.sweep.report, self.sweep.url, self.spec.n_trials,
+        for finished in (study, self.sweep.report):  # before the summary: its records, closed
+            close_dead_runs_of_failed_trials(finished)
+        info = tables.write(self.sweep_dir, study, self.sweep.report, self.sweep.url, self.spec.n_trials,
                             tuning_seeds(self.spec))
+        info["not_retried"] = [{"trial": t.number, "slot": t.system_attrs.get(SLOT_ATTR)} for t in not_retried(study)]
+        return info
 
-    def release(self) -> Optional[int]:
-        """This worker is stopping (SIGTERM, Ctrl-C): give its trial back at once, re-queued with the
-        same parameters, instead of leaving it to the heartbeat's grace period. Its number, if any."""
+    def release(self, why: str) -> Optional[int]:
+        """This worker is stopping (SIGTERM, Ctrl-C: ``why``): give its trial back at once, re-queued
+        with the same parameters, instead of leaving it to the heartbeat's grace period. Its number,
+        if it was re-queued."""
         if self.current is None:
             return None
         study, trial_id = self.current
         self.current = None
-        return self.sweep.release(study, trial_id)
+        return self.sweep.release(study, trial_id, why)
 
     # --- one tuning trial -----------------------------------------------------------------------
 
@@ -75,12 +82,14 @@ class Worker:
             trial = self.sweep.new_trial(study, frozen)
             values = {p.name: p.suggest(trial) for p in self.params}
             seeds = tuning_seeds(self.spec)
-            dirs = [f"trials/{n:04d}/s{seed}" for seed in seeds]
+            dirs = run_dirs(frozen, seeds)
             trial.set_user_attr("seeds", seeds)
             trial.set_user_attr("run_dirs", [str(self.sweep_dir / d) for d in dirs])
             retry = frozen.system_attrs.get("failed_trial")
             print(f"sweeps: trial {n} ({_fmt(values)}){f' retries trial {retry}' if retry is not None else ''}",
                   flush=True)
+            if retry is not None:
+                self._wait_for_runs_to_stop(n, [str(self.sweep_dir / d) for d in dirs])
             jobs = [[*(override(k, v) for k, v in values.items()), override("seed", seed),
                      *self._hook_overrides(study.study_name, n, k, len(seeds)),
                      override("logger.group", f"{study.study_name}/trial-{n}"), override("hydra.sweep.subdir", dirs[k])]
@@ -89,6 +98,18 @@ class Worker:
             self.launcher.launch(jobs)
             outcomes = [read_outcome(self.sweep_dir / d, seed, self.spec.objective) for d, seed in zip(dirs, seeds)]
             self._tell(study, trial, outcomes, time.perf_counter() - start)
+
+    def _wait_for_runs_to_stop(self, number: int, dirs: list[str]) -> None:
+        """A retry resumes the runs of the trial it retries, in their dirs. Runs of that trial may
+        still train (a launcher's processes outlive a killed worker; a cluster's jobs certainly do):
+        each stops at its next iteration, seeing its trial failed. Until then its dir is taken."""
+        live, deadline = live_runs(dirs), time.monotonic() + STALE_AFTER_S
+        if live:
+            print(f"sweeps: trial {number} waits for the runs of the trial it retries to stop "
+                  f"(they stop at their next iteration): {' '.join(live)}", flush=True)
+        while live and time.monotonic() < deadline:  # a hung run: its dir is refused with one line
+            time.sleep(self.spec.poll_interval)
+            live = live_runs(live)
 
     def _hook_overrides(self, study: str, number: int, seed_index: int, num_seeds: int) -> list[str]:
         """Attach the Optuna reporter to a run as its training hook ``hooks.trial``."""
@@ -154,6 +175,14 @@ class Worker:
                 self.sweep.storage.set_trial_user_attr(frozen._trial_id, "note", verdict(outcomes).detail)
                 report.tell(frozen.number, state=TrialState.FAIL)
                 print(f"sweeps: report FAILED: {verdict(outcomes).detail}", flush=True)
+
+
+def run_dirs(frozen: FrozenTrial, seeds: list[int]) -> list[str]:
+    """A trial's run dirs, relative to the sweep dir: keyed by its slot (RUNS_ATTR), not its number,
+    so that a retry (a new trial number) resumes the runs of the trial it retries from their
+    checkpoints instead of starting them over. Slots created before that attr: by number."""
+    key = frozen.system_attrs.get(RUNS_ATTR, f"{frozen.number:04d}")
+    return [f"trials/{key}/s{seed}" for seed in seeds]
 
 
 def _fmt(values: dict) -> str:

@@ -166,6 +166,8 @@ BAD_INPUT = [
     (["sweep.report_seed_start=1"], "disjoint"),
     (["algo=nosuch"], "nosuch"),
     (["sweep.n_trials=100000000000"], "sweep.n_trials=100000000000"),
+    (["+sweep.foo=1"], "sweep.foo=1 is not allowed: unknown key"),  # added with +: not in the schema
+    (["+sweep.pruner.foo=1"], "sweep.pruner.foo=1 is not allowed: unknown key"),
 ]
 
 
@@ -177,6 +179,21 @@ def test_bad_input_is_one_line_before_any_trial(tmp_path, capsys, args, needle):
     assert code == 2
     assert len(err.splitlines()) == 1 and err.startswith("sweeps: error: ") and needle in err, err
     assert not (sweep_dir / "trials").exists() and not (sweep_dir / "study.db").exists()
+
+
+@pytest.mark.parametrize("garbage", [b"\xb6\x01\x00garbage without a newline", b"\x89PNG\r\n\x1a\n\x00\xff"],
+                         ids=["no-newline", "lines"])
+def test_garbage_journal_storage_is_one_line_and_left_untouched(tmp_path, capsys, garbage):
+    """Optuna takes a last line without its newline for one being written, and would append its
+    first entry to the garbage."""
+    journal = tmp_path / "journal.log"
+    journal.write_bytes(garbage)
+    code = main(sweep_args(tmp_path / "sweep", f"sweep.storage=journal:{journal}"))
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and "Traceback" not in err, err
+    assert err.startswith(f"sweeps: error: sweep.storage='journal:{journal}'") and "not a readable journal" in err
+    assert journal.read_bytes() == garbage
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_cli_errors_exit_2(tmp_path):
