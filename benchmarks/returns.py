@@ -20,10 +20,15 @@ iterations (the value net's pre-fit predictions against the batch's TD(lambda) t
 
 Run from the repository root:
 
-    python benchmarks/returns.py                                     # hopper walker2d halfcheetah, seeds 0-4, 1M steps
+    python benchmarks/returns.py --confirm --fresh 10               # hopper walker2d halfcheetah, 10 fresh seeds, 1M
+    python benchmarks/returns.py                                     # the same with 5 fresh seeds
     python benchmarks/returns.py --envs hopper --seeds 0 1 --steps 8192 --jobs 1 --out /tmp/returns/smoke
     python benchmarks/returns.py --envs walker2d --steps 300000 --override algo.max_kl=0.02 --jobs 2
     python benchmarks/returns.py --out /tmp/returns/smoke --report-only  # table and figure again, no runs
+
+Seeds: benchmarks/seed_registry.py lists every seed whose result was seen here. Without --seeds the
+run set takes fresh ones (never used on these envs); table.md says whether its seeds were fresh (a
+confirmation) or not, with the commit and the machine; a finished run set registers its seeds.
 
 Runs whose run.json says ``finished`` are not run again (``--rerun`` to force), so an interrupted
 set resumes where it stopped. Runs use ``logger=none`` and ``eval.every=0`` unless ``--override``
@@ -51,6 +56,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from analysis.stats import bootstrap_ci, summarize  # noqa: E402  (the project's statistics)
+from benchmarks import seed_registry  # noqa: E402  (which seeds were used before)
 
 PUBLISHED = ROOT / "analysis" / "data" / "reference.csv"  # the one file of published figures (sources: its README)
 LATE_FRACTION = 0.1
@@ -80,7 +86,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--envs", nargs="+", default=["hopper", "walker2d", "halfcheetah"],
                    help="env presets (conf/env/<name>.yaml)")
-    p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2, 3, 4])
+    p.add_argument("--seeds", nargs="+", type=int, default=None,
+                   help="seeds of every env (default: --fresh 5)")
+    p.add_argument("--fresh", type=int, default=None, metavar="N",
+                   help="N seeds that no requested env has used (benchmarks/seed_registry.csv)")
+    p.add_argument("--confirm", action="store_true",
+                   help="a confirmation: refuse seeds that the registry lists for a requested env")
+    p.add_argument("--no-register", action="store_true",
+                   help="do not add this run set's seeds to the registry (smoke tests)")
     p.add_argument("--steps", type=int, default=1_000_000, help="total_steps of every run")
     p.add_argument("--jobs", type=int, default=1, help="runs in parallel (each its own process)")
     p.add_argument("--algo", default="trpo", help="algo preset (conf/algo/<name>.yaml)")
@@ -103,11 +116,49 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if not (ROOT / "conf" / "env" / f"{env}.yaml").exists():
             known = sorted(x.stem for x in (ROOT / "conf" / "env").glob("*.yaml"))
             p.error(f"unknown env preset {env!r} (choose from {', '.join(known)})")
+    choose_seeds(p, a)
     if a.out is None:
         if a.report_only:
             p.error("--report-only needs --out")
         a.out = ROOT / "runs" / "returns" / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d_%H-%M-%S")
     return a
+
+
+def choose_seeds(p: argparse.ArgumentParser, a: argparse.Namespace) -> None:
+    """--seeds or --fresh N (default: 5 fresh seeds); --confirm refuses seeds already used."""
+    if a.seeds is not None and a.fresh is not None:
+        p.error("--seeds and --fresh are not allowed together: give one")
+    if a.fresh is not None and a.fresh < 1:
+        p.error(f"--fresh {a.fresh} is not allowed: must be >= 1")
+    if a.seeds is None and a.report_only and a.out is not None:  # the seeds of the run set there
+        a.seeds = sorted({int(d.name[1:]) for d in a.out.glob("runs/*/s*") if d.name[1:].isdigit()})
+    if a.seeds is None:
+        a.seeds = seed_registry.fresh(a.envs, a.fresh or 5)
+    a.used = {env: sorted(seed_registry.used(env) & set(a.seeds)) for env in a.envs}
+    if a.confirm and any(a.used.values()):
+        named = "; ".join(f"{env} {' '.join(map(str, s))}" for env, s in a.used.items() if s)
+        p.error(f"--confirm is not allowed with seeds used before ({named}; benchmarks/seed_registry.csv): "
+                f"use --fresh N")
+
+
+def seeds_text(args: argparse.Namespace) -> str:
+    """Which seeds, and whether they may be read as a confirmation."""
+    used = {env: s for env, s in args.used.items() if s}
+    if not used:
+        return (f"Seeds {' '.join(map(str, args.seeds))}: none used before this run set on these envs "
+                f"(benchmarks/seed_registry.csv): a confirmation.")
+    named = "; ".join(f"{env}: {' '.join(map(str, s))}" for env, s in used.items())
+    return (f"Seeds {' '.join(map(str, args.seeds))}. **Not a confirmation**: seeds already used to look at "
+            f"results ({named}; benchmarks/seed_registry.csv), so settings may have been chosen on them.")
+
+
+def provenance_text() -> str:
+    """The commit and the machine the figures come from (a seed's draw depends on both)."""
+    from trpo_exp import provenance
+
+    commit = provenance.git_info(ROOT)
+    dirty = " (with uncommitted changes)" if commit.get("dirty") else ""
+    return f"Commit {str(commit.get('commit'))[:12]}{dirty}; machine: {provenance.cpu_name()}."
 
 
 def command(args: argparse.Namespace, run: Run) -> list[str]:
@@ -339,6 +390,7 @@ def main(argv: list[str] | None = None) -> int:
     md = [f"# Returns: {args.algo}, {args.steps:,} env steps", "",
           f"Command: `{cmdline}`  ", f"Date: {started:%Y-%m-%d %H:%M} UTC; overrides: "
           f"`{' '.join(args.override) or '(none)'}`; eval: {args.eval_episodes} episodes, deterministic.", "",
+          seeds_text(args), provenance_text(), "",
           "Cells: final deterministic eval per seed; mean +- SE (sample std ddof=1 / sqrt(n)); 95% "
           "percentile-bootstrap CI of the mean (analysis/stats.py); late EV = mean explained variance "
           f"over the last {LATE_FRACTION:.0%} of iterations. Published figures are mean +- std over their "
@@ -351,6 +403,10 @@ def main(argv: list[str] | None = None) -> int:
         if (out / "learning_curves.png").exists():
             md += ["![learning curves](learning_curves.png)", ""]
     (out / "table.md").write_text("\n".join(md))
+    if not args.report_only and not args.no_register:  # every seed whose result was seen is used now
+        use = "reported" if any(args.used.values()) else "confirmation"
+        source = str(out.relative_to(ROOT)) if out.is_relative_to(ROOT) else str(out)
+        seed_registry.register([(r.env, r.seed) for r in runs if r.status == "finished"], use, source)
     print("\n".join(md))
     drawn = not args.no_figure and (out / "learning_curves.png").exists()
     print(f"\n[returns] wrote {out}/table.md, table.csv, runs.csv" + (", learning_curves.png" if drawn else ""))
