@@ -26,7 +26,7 @@ def test_sigterm_mid_run_checkpoints_closes_the_record_and_the_same_command_resu
     assert proc.returncode == 143
     assert "Traceback" not in stderr and "terminated by SIGTERM" in stderr
     info = json.loads((run_dir / "run.json").read_text())
-    assert info["status"] == "failed" and info["reason"].startswith("terminated by SIGTERM after iteration")
+    assert info["status"] == "preempted" and info["reason"].startswith("terminated by SIGTERM after iteration")
     assert info["exit_code"] == 143 and info["ended_at"] >= info["started_at"]
     with open(metrics) as f:
         rows = list(csv.DictReader(f))
@@ -72,7 +72,8 @@ def test_budget_is_met_exactly_and_a_tiny_budget_still_runs_one_iteration(tmp_pa
     assert exact["env_steps"] == 5000 and exact["iterations"] == 3
     # The shrunken last batch completes the budget, but the policy takes no step from it.
     steps = pd.read_csv(tmp_path / "exact" / "metrics.csv")[["step_accepted", "kl"]]
-    assert steps["step_accepted"].tolist() == [True, True, False] and steps["kl"].iloc[-1] == 0
+    assert steps["step_accepted"].iloc[:2].tolist() == [True, True]
+    assert steps.iloc[-1].isna().all()  # no step, so no step metrics (empty cells, not kl=0)
     # A budget below one iteration: a shrunken first iteration learns; the rest completes the budget.
     tiny = run("tiny", "algo=trpo_vine", "env=cartpole", "total_steps=100")
     assert tiny["status"] == "finished" and 1 <= tiny["iterations"] <= 2 and 100 <= tiny["env_steps"] < 110

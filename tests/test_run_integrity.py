@@ -49,7 +49,7 @@ def test_resuming_with_another_config_is_refused_naming_the_keys(tmp_path):
     refused = run_cli([*args, "algo.max_kl=0.02", "algo.gamma=0.95"], run_dir=run_dir, check=False)
     line = one_line_error(refused)
     assert refused.returncode == 2 and "algo.max_kl was 0.01, now 0.02" in line and "algo.gamma" in line
-    assert metrics.read_bytes() == rows and read_run_json(run_dir)["status"] == "failed"
+    assert metrics.read_bytes() == rows and read_run_json(run_dir)["status"] == "preempted"
     assert hydra_files(run_dir) == hydra  # analysis labels the run from .hydra/: still max_kl 0.01
     (run_dir / "checkpoint.pt").write_bytes(b"PK\x03\x04 damaged")
     damaged = run_cli([*args, "algo.max_kl=0.02"], run_dir=run_dir, check=False)
@@ -151,9 +151,9 @@ def test_a_multirun_checks_every_job_before_the_first_starts(tmp_path):
     assert "no job was started" in line and not list(tmp_path.rglob("metrics.csv"))
 
 
-def test_a_stopped_run_whose_lock_was_deleted_never_writes_over_the_new_owner(tmp_path):
-    """The lock rule holds without the lock file: run A is stopped (SIGSTOP), its .lock deleted, run B
-    takes the dir and finishes; A, continued, stops with one line and writes nothing."""
+def test_a_stopped_run_whose_lock_was_deleted_keeps_its_run_dir(tmp_path):
+    """The lock rule holds without the lock file: run A is stopped (SIGSTOP) and its .lock deleted;
+    a second process is refused in one line (run.json names A, alive), and A, continued, finishes."""
     import os
     import signal
 
@@ -165,16 +165,32 @@ def test_a_stopped_run_whose_lock_was_deleted_never_writes_over_the_new_owner(tm
     os.kill(first.pid, signal.SIGSTOP)
     try:
         (run_dir / ".lock").unlink()
-        run_cli(args, run_dir=run_dir)  # resumes from A's checkpoint and finishes
-        finished = {p.name: p.read_bytes() for p in (run_dir / "metrics.csv", run_dir / "run.json",
-                                                     run_dir / "checkpoint.pt")}
-        assert json.loads(finished["run.json"])["status"] == "finished"
+        second = run_cli(args, run_dir=run_dir, check=False)
     finally:
         os.kill(first.pid, signal.SIGCONT)
-    _, stderr = first.communicate(timeout=120)
-    lines = [ln for ln in stderr.splitlines() if ln.strip()]
-    assert first.returncode == 1 and len(lines) == 1 and "taken over by another process" in lines[0], stderr
-    assert {p: (run_dir / p).read_bytes() for p in finished} == finished
+    assert second.returncode == 2 and f"in use by pid {first.pid}" in one_line_error(second)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr[-2000:]
+    assert read_run_json(run_dir)["status"] == "finished"
+
+
+def test_a_record_taken_over_by_another_process_is_never_written_again(tmp_path):
+    """Ownership is checked before every write: once run.json names another owner (a second process
+    took the dir), this process's rows, run.json and checkpoints are refused, and its close writes
+    nothing."""
+    from trpo_exp.record import RecordTakenOver, RunRecord
+
+    record = RunRecord(tmp_path, {"name": "a"})
+    record.log({"iteration": 1, "env_steps": 10})
+    other = {**json.loads((tmp_path / "run.json").read_text()), "owner": "someone-else"}
+    (tmp_path / "run.json").write_text(json.dumps(other))
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(RecordTakenOver, match="taken over by another process"):
+        record.log({"iteration": 2, "env_steps": 20})
+    with pytest.raises(RecordTakenOver):
+        record.update(note="x")
+    record.fail("stopped")  # the close of a run whose record is not its own any more: no write
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
 
 
 def read_progress(run_dir: Path) -> int:

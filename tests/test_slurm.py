@@ -123,6 +123,8 @@ def check_requeued_job_resumes_bit_identically(tmp_path):
         _requeue_and_release(job_id, ["scancel", "--signal=USR1", job_id], proc)
         wait_for(lambda: len(_info(run_dir).get("resumes", [])) == 1, "the first resume", proc)
         resumed_at = _info(run_dir)["resumes"][0]["from_iteration"]
+        # While it waited in the queue, its record said preempted (it resumes), not failed.
+        assert _info(run_dir)["resumes"][0]["after_status"] == "preempted", _info(run_dir)["resumes"]
         wait_for(lambda: _rows(run_dir) >= resumed_at + 3, "3 rows after the first resume", proc)
         # 2. scontrol requeue, as on preemption: SIGTERM, checkpoint and exit 143, SLURM requeues.
         _requeue_and_release(job_id, ["scontrol", "requeue", job_id], proc)
@@ -141,6 +143,7 @@ def check_requeued_job_resumes_bit_identically(tmp_path):
     # 3 rows logged before SIGUSR1 and the default checkpoint_interval_s=120: the checkpoints
     # resumed from were written because of the signals, not by the timer.
     resumes = [r["from_iteration"] for r in info["resumes"]]
+    assert [r["after_status"] for r in info["resumes"]] == ["preempted", "preempted"], info["resumes"]
     assert len(resumes) == 2 and resumes[0] >= 3 and resumes[1] >= resumes[0] + 3, info["resumes"]
     assert info["provenance"]["slurm"]["job_id"] == job_id and info["provenance"]["slurm"]["restart_count"] == "2"
     assert_same_outcome(run_dir, reference)

@@ -46,9 +46,11 @@ def main(cfg: DictConfig) -> None:
         print(f"trpo_exp: error: {err}", file=sys.stderr)
         sys.exit(cli_errors.EXIT_CONFIG_ERROR)
     except (KeyboardInterrupt, Terminated) as stop:
-        # The run record is already closed as failed with the reason; no traceback for this.
+        # The run record is already closed (preempted or failed) with the reason; no traceback for this.
         what = "interrupted" if isinstance(stop, KeyboardInterrupt) else str(stop)
-        print(f"trpo_exp: {what}; the run record in {context.run_dir} is closed (status failed)", file=sys.stderr)
+        status = "preempted" if getattr(stop, "checkpointed", False) else "failed"
+        print(f"trpo_exp: {what}; the run record in {context.run_dir} is closed (status {status})",
+              file=sys.stderr)
         sys.exit(130 if isinstance(stop, KeyboardInterrupt) else stop.exit_code)
     except RecordTakenOver as err:  # nothing of this process's may reach the other one's record
         print(f"trpo_exp: error: {err}", file=sys.stderr)

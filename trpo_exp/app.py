@@ -153,7 +153,11 @@ def _run(config: Config, context: RunContext, signals: RunSignals) -> dict[str, 
         record.stop(stop.status, stop.reason)
         return record.info
     except BaseException as err:
-        record.fail(*_failure(err))
+        preempted = _preempted(err, signals)
+        if preempted is not None:
+            record.preempt(*preempted)
+        else:
+            record.fail(*_failure(err))
         raise
     finally:
         signals.training = False
@@ -175,6 +179,17 @@ def _resume_trainer(trainer: Any, state: dict[str, Any], run_dir: Path) -> None:
                               f"{detail}); start over with fresh=true or choose another hydra.run.dir") from None
 
 
+def _preempted(err: BaseException, signals: RunSignals) -> Optional[tuple[str, int]]:
+    """run.json's reason and exit code when ``err`` stops the run right after a checkpoint (it
+    resumes from there: status preempted); None for any other end."""
+    if isinstance(err, Terminated) and err.checkpointed:
+        return str(err), err.exit_code
+    if isinstance(err, SystemExit) and signals.requeued_after is not None:  # submitit requeued the job
+        return (f"requeued by the job manager (SIGUSR1) after iteration {signals.requeued_after} (checkpoint "
+                f"saved: the requeued job resumes from it)", 1)
+    return None
+
+
 def _failure(err: BaseException) -> tuple[str, int]:
     """run.json's reason and exit code for an exception that ends a run."""
     from trpo_exp.guard import NonFiniteError
@@ -184,8 +199,8 @@ def _failure(err: BaseException) -> tuple[str, int]:
         return "interrupted (Ctrl-C)", 130
     if isinstance(err, Terminated):
         return str(err), err.exit_code
-    if isinstance(err, SystemExit):  # e.g. submitit requeueing the job after our checkpoint
-        return f"exited with status {err.code} (after the last checkpoint; a requeued job resumes)", 1
+    if isinstance(err, SystemExit):  # e.g. submitit requeueing the job before training began
+        return f"exited with status {err.code} (a requeued job resumes from the last checkpoint, if any)", 1
     if isinstance(err, (NonFiniteError, WorkerError)):
         return f"{err} (the last good checkpoint is kept)", 1
     return f"{type(err).__name__}: {first_line(err)}", 1

@@ -20,6 +20,8 @@ from typing import Any, Callable
 from hydra.errors import HydraException
 from omegaconf.errors import OmegaConfBaseException
 
+from trpo_exp import launcher_guard
+
 EXIT_CONFIG_ERROR = 2
 
 
@@ -76,8 +78,27 @@ def is_output_dir_error(err: BaseException) -> bool:
     return any("hydra" in Path(f.filename).parts and f.name == "run_job" for f in frames)
 
 
+def exit_if_setup_error(err: Exception) -> None:
+    """One line and an exit for an error of the user's setup (run dir, SLURM) rather than a bug;
+    returns for any other error, which keeps its traceback."""
+    if is_output_dir_error(err):
+        assert isinstance(err, OSError)
+        print(f"trpo_exp: error: the run dir {err.filename!s} cannot be made: {err.strerror} "
+              f"(choose another hydra.run.dir)", file=sys.stderr)
+        sys.exit(EXIT_CONFIG_ERROR)
+    if isinstance(err, launcher_guard.SlurmUnresponsive):
+        print(f"trpo_exp: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    if is_refused_submission(err):
+        said = (str(err).strip() or type(err).__name__).splitlines()[-1]
+        print(f"trpo_exp: error: SLURM refused the jobs: {said} (no job was started)", file=sys.stderr)
+        sys.exit(1)
+
+
 def install() -> None:
     """Wrap hydra._internal.utils.run_and_report (Hydra 1.3) so configuration errors print one line."""
+    if {"-m", "--multirun"} & set(sys.argv[1:]):  # only a multirun uses a launcher; the bound holds always
+        launcher_guard.install()
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         return
     try:
@@ -97,16 +118,8 @@ def install() -> None:
                 print(f"trpo_exp: error: {message}{multirun_hint(sys.argv[1:], message)}", file=sys.stderr)
                 sys.exit(EXIT_CONFIG_ERROR)
             except Exception as err:
-                if is_output_dir_error(err):
-                    assert isinstance(err, OSError)
-                    print(f"trpo_exp: error: the run dir {err.filename!s} cannot be made: {err.strerror} "
-                          f"(choose another hydra.run.dir)", file=sys.stderr)
-                    sys.exit(EXIT_CONFIG_ERROR)
-                if not is_refused_submission(err):
-                    raise
-                said = (str(err).strip() or type(err).__name__).splitlines()[-1]
-                print(f"trpo_exp: error: SLURM refused the jobs: {said} (no job was started)", file=sys.stderr)
-                sys.exit(1)
+                exit_if_setup_error(err)
+                raise
         return original(guarded)
 
     run_and_report._trpo_exp_wrapped = True  # type: ignore[attr-defined]

@@ -64,6 +64,11 @@ def claim(run_dir: Path) -> Claim:
         handle.close()
         raise RunDirError(f"hydra.run.dir={str(run_dir)!r} is not allowed: it is in use by {holder} "
                           f"(one run per directory)") from None
+    holder_pid = live_holder(run_dir)
+    if holder_pid is not None:  # the lock file was deleted under a live run: the record still says whose it is
+        handle.close()
+        raise RunDirError(f"hydra.run.dir={str(run_dir)!r} is not allowed: it is in use by pid {holder_pid} on "
+                          f"{socket.gethostname()} (alive, though the lock file was missing; one run per directory)")
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
@@ -71,6 +76,26 @@ def claim(run_dir: Path) -> Claim:
     for tmp in run_dir.glob(".*.tmp"):  # left by a process killed mid-write; the dir is ours now
         tmp.unlink(missing_ok=True)
     return Claim(run_dir, handle)
+
+
+def live_holder(run_dir: Path) -> Optional[int]:
+    """The pid of a live process on this host that run.json says is running this run (None if
+    none): a record's own word, which holds when someone deletes the lock file under a run that is
+    stopped (SIGSTOP, a suspended job) and would otherwise let a second process in."""
+    try:
+        info = read_info(run_dir) if (run_dir / RUN_JSON).exists() else {}
+    except Exception:  # an unreadable record holds no claim; plan() says what is wrong with it
+        return None
+    progress = info.get("progress") if isinstance(info, dict) else None
+    if info.get("status") != Status.RUNNING or not isinstance(progress, dict):
+        return None
+    pid = progress.get("pid")
+    if progress.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return None
+    try:  # alive, and a Python process (not an unrelated one that reuses the pid of a dead run)
+        return pid if b"python" in Path(f"/proc/{pid}/cmdline").read_bytes() else None
+    except OSError:
+        return None
 
 
 @dataclass(frozen=True)

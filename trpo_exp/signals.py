@@ -12,6 +12,10 @@ scancel) and can be asked to send SIGUSR1 ahead of the time limit (sbatch --sign
   job on the signal SLURM sends before the time limit or on preemption), its handler is called once
   the checkpoint is saved: the run checkpoints first, then the job is requeued, and the requeued job
   resumes from that checkpoint.
+
+A run stopped right after its checkpoint (SIGTERM, Ctrl-C, or the job manager's SIGUSR1 handler
+exiting after it) is closed as "preempted": it resumes. One stopped before it could save one is closed
+as "failed"; its previous checkpoint, if any, is kept, so it resumes from that one.
 """
 
 from __future__ import annotations
@@ -24,11 +28,13 @@ from typing import Any, Optional
 
 
 class Terminated(BaseException):
-    """The run was ended by a signal; its record is closed (failed, with the reason)."""
+    """The run was ended by a signal; its record is closed with the reason: preempted when
+    ``checkpointed`` (the stop came right after a checkpoint), else failed."""
 
-    def __init__(self, reason: str, exit_code: int = 143):
+    def __init__(self, reason: str, exit_code: int = 143, checkpointed: bool = False):
         super().__init__(reason)
         self.exit_code = exit_code
+        self.checkpointed = checkpointed
 
 
 # The signals that stop a run: how its record names the stop, and the exit status (128 + signal).
@@ -42,6 +48,9 @@ class RunSignals:
         self.stop_requested = False
         self.usr1_pending = False
         self.stop_signal = signal.SIGTERM
+        # The iteration of the checkpoint after which SIGUSR1 was handed on to the previous handler:
+        # what that handler raises (submitit's sys.exit after requeueing) is a preemption, not a failure.
+        self.requeued_after: Optional[int] = None
         self._previous: dict[int, Any] = {}
 
     def install(self) -> RunSignals:
@@ -81,8 +90,10 @@ class RunSignals:
             self.usr1_pending = False
             previous = self._previous.get(signal.SIGUSR1)
             if callable(previous):
+                self.requeued_after = iteration
                 previous(signal.SIGUSR1, None)
+                self.requeued_after = None  # it returned: the run goes on
         if self.stop_requested:
             name, code = _STOPS[self.stop_signal]
             raise Terminated(f"{name} after iteration {iteration} (checkpoint saved: "
-                             f"run the same command again to resume)", exit_code=code)
+                             f"run the same command again to resume)", exit_code=code, checkpointed=True)

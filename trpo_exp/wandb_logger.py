@@ -110,6 +110,9 @@ class WandbMirror:
             # A stop that arrives during start-up (Ctrl-C, SIGTERM, a cluster's requeue handler
             # exiting) stops the run: swallowed here, the run would go on with its job requeued.
             if not isinstance(err, Exception):
+                # The same signal may have killed W&B's service (SLURM signals every process of the
+                # job): shut its connection down now, or W&B's exit hook prints a traceback.
+                _teardown_wandb()
                 raise
             self._give_up("could not start", err)
 
@@ -123,14 +126,7 @@ class WandbMirror:
                 run.finish(exit_code=1, quiet=True)  # quiet: accepted, not in its signature
             except (Exception, SystemExit):
                 pass
-        # Shut wandb's service connection down now: otherwise its exit hook meets the broken
-        # connection again when Python exits and prints a traceback after the run ended fine.
-        try:
-            import wandb
-
-            wandb.teardown()
-        except (Exception, SystemExit):
-            pass
+        _teardown_wandb()
 
     def backfill(self, rows: list[dict[str, Any]]) -> None:
         """Log the kept rows of an interrupted segment that its W&B run never received (W&B's
@@ -157,4 +153,24 @@ class WandbMirror:
             self.run.finish(exit_code=0 if info.get("status") == Status.FINISHED else 1)
         except Exception as err:
             self._give_up("could not finish", err)
+        except BaseException:  # a second stop signal while finishing: the local record is closed already
+            self.run = None
+            _teardown_wandb()
+            raise
         self.run = None
+        if info.get("status") in (Status.PREEMPTED, Status.FAILED):
+            # The process is on its way out because of a signal or an error, and the signal may have
+            # reached W&B's service too (it dies with the job's processes): shut the connection down
+            # here, where a failure is quiet, and not in W&B's exit hook, which prints a traceback.
+            _teardown_wandb()
+
+
+def _teardown_wandb() -> None:
+    """``wandb.teardown()``, quietly: one call (even one that fails on a broken connection) clears
+    W&B's exit hook, so nothing is printed when Python exits."""
+    try:
+        import wandb
+
+        wandb.teardown()
+    except (Exception, SystemExit):
+        pass

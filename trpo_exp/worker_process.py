@@ -136,7 +136,7 @@ class WorkerProcess:
                 self._conn.send_bytes(_STOP)
             except OSError:
                 pass
-            process.join(timeout=5)
+            process.join(timeout=30)  # a safety net only: a loaded machine can take seconds
         _kill(self._conn, process)
 
 

@@ -18,7 +18,11 @@ class Status(str, Enum):
     FINISHED = "finished"
     """Ran to its budget; the final evaluation is in run.json."""
     FAILED = "failed"
-    """Stopped by an error or a signal; ``reason`` says which."""
+    """Stopped by an error, or by a signal before it could save a checkpoint; ``reason`` says which."""
+    PREEMPTED = "preempted"
+    """Stopped by a signal (a cluster's preemption or requeue, SIGTERM, Ctrl-C) right after saving a
+    checkpoint: not finished, and not failed either; the requeued job or the same command run again
+    resumes from that checkpoint."""
     PRUNED = "pruned"
     """Stopped early by a sweep's pruner: not a failure, not finished either."""
     ABANDONED = "abandoned"

@@ -160,6 +160,11 @@ class RunRecord:
     def fail(self, reason: str, exit_code: int = 1) -> None:
         self._close(Status.FAILED, reason, {}, exit_code=exit_code)
 
+    def preempt(self, reason: str, exit_code: int) -> None:
+        """Stopped by a signal right after a checkpoint: the job is requeued, or the same command
+        resumes it."""
+        self._close(Status.PREEMPTED, reason, {}, exit_code=exit_code)
+
     def stop(self, status: Status, reason: str) -> None:
         """End early on purpose (e.g. pruned): not a failure, not finished either."""
         self._close(status, reason, {}, exit_code=0)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import warnings
 from typing import Any, Optional
 
 import gymnasium as gym
 import numpy as np
 import torch
+from gymnasium.vector import AsyncVectorEnv
 
 from trpo_exp import checkpoint
 from trpo_exp.envs.actions import clip_action
@@ -35,6 +37,7 @@ class SinglePathSampler:
         self.ep_return = np.zeros(envs.num_envs)
         self.ep_length = np.zeros(envs.num_envs, dtype=np.int64)
         self.action_space = envs.single_action_space
+        self.stepping = False  # in envs.step: still True at close() when an exception cut a step short
 
     def _to_env(self, actions: torch.Tensor) -> np.ndarray:
         return clip_action(actions.cpu().numpy(), self.action_space)
@@ -69,7 +72,9 @@ class SinglePathSampler:
                 rollout_states.append(RolloutState(snapshot(env), normalized[i].copy()))
                 snapshot_at.append((len(obs), i))
             action = policy.sample(obs_t)
+            self.stepping = True
             raw_next, reward, term, trunc, info = self.envs.step(self._to_env(action))
+            self.stepping = False
             obs.append(obs_t)
             actions.append(action)
             rewards.append(reward)
@@ -159,4 +164,16 @@ class SinglePathSampler:
         self.ep_length = np.zeros(self.envs.num_envs, dtype=np.int64)
 
     def close(self) -> None:
+        if self.stepping and isinstance(self.envs, AsyncVectorEnv):
+            # The step was cut short (a second SIGTERM or Ctrl-C while an env was stuck): a plain
+            # close() would wait for that step's result for ever, so the env processes are killed.
+            # SIGKILL, not close(terminate=True)'s SIGTERM: forked workers inherit the run's signal
+            # handlers and would each print a traceback. Gymnasium warns about the pending step;
+            # the run's own one line says what happened.
+            for process in self.envs.processes:
+                process.kill()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                self.envs.close(terminate=True)
+            return
         self.envs.close()
