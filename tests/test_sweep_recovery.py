@@ -64,7 +64,7 @@ def test_retried_trial_resumes_its_runs_from_their_checkpoints(tmp_path):
     release.touch()  # the run ends its iteration, saves a checkpoint and stops
     _, err = proc.communicate(timeout=120)
     assert proc.returncode == 143 and "trial 0 is re-queued" in err, err
-    assert read_run_json(run)["status"] == "failed" and (run / "checkpoint.pt").exists()
+    assert read_run_json(run)["status"] == "preempted" and (run / "checkpoint.pt").exists()
 
     rerun = run_cli(args, module="sweeps", env=TESTS_ON_PATH, check=False)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -75,7 +75,7 @@ def test_retried_trial_resumes_its_runs_from_their_checkpoints(tmp_path):
     assert retry.user_attrs["run_dirs"] == trials[0].user_attrs["run_dirs"]  # its slot's dirs
     info = read_run_json(run)
     assert info["status"] == "finished" and len(info["resumes"]) == 1, info
-    assert info["resumes"][0]["from_iteration"] >= 2 and info["resumes"][0]["after_status"] == "failed"
+    assert info["resumes"][0]["from_iteration"] >= 2 and info["resumes"][0]["after_status"] == "preempted"
     assert sorted(p.parent.name for p in (sweep_dir / "trials").glob("*/s0")) == ["0000", "0001"]
 
 
