@@ -84,17 +84,22 @@ def wait_for(condition: Callable[[], bool], what: str, proc: Optional[subprocess
         time.sleep(poll)
 
 
-def worker_of(pid: int) -> Optional[int]:
-    """The pid of a process's worker (value fit, vine branches): its child started by
-    multiprocessing's spawn; the first found when there are several."""
+def child_of(pid: int, marker: bytes) -> Optional[int]:
+    """The pid of a child process of ``pid`` whose command line holds ``marker``; the first found."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
             ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and b"spawn_main" in (stat.parent / "cmdline").read_bytes():
+            if ppid == pid and marker in (stat.parent / "cmdline").read_bytes():
                 return int(stat.parent.name)
         except (OSError, ValueError, IndexError):  # a process that ended meanwhile
             continue
     return None
+
+
+def worker_of(pid: int) -> Optional[int]:
+    """The pid of a process's worker (value fit, vine branches): its child started by
+    multiprocessing's spawn; the first found when there are several."""
+    return child_of(pid, b"spawn_main")
 
 
 def metrics_row_count(run_dir: Path) -> int:

@@ -17,7 +17,17 @@ from typing import Optional
 
 import torch
 
-from conftest import ROOT, cli_command, cli_env, metrics_row_count, read_run_json, run_cli, start_cli, wait_for
+from conftest import (
+    ROOT,
+    child_of,
+    cli_command,
+    cli_env,
+    metrics_row_count,
+    read_run_json,
+    run_cli,
+    start_cli,
+    wait_for,
+)
 
 # About 20 short iterations: room for a stop after a few rows and a resumed tail.
 ARGS = ["env=cartpole", "env.num_envs=2", "algo.steps_per_iter=512", "total_steps=10240", "eval.every=100",
@@ -45,14 +55,7 @@ def start_requeuing_job(args: list[str], run_dir: Path) -> subprocess.Popen:
 
 def wandb_service_of(pid: int) -> Optional[int]:
     """The pid of the run's W&B service (wandb-core, a child of the run's process), if it runs."""
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            ppid = int(stat.read_text().rsplit(")", 1)[1].split()[1])
-            if ppid == pid and b"wandb" in (stat.parent / "cmdline").read_bytes():
-                return int(stat.parent.name)
-        except (OSError, ValueError, IndexError):  # a process that ended meanwhile
-            continue
-    return None
+    return child_of(pid, b"wandb")
 
 
 def info_of(run_dir: Path) -> dict:
